@@ -1,0 +1,9 @@
+//! pitcrew: a language server that runs a team of coding agents behind the editor.
+//!
+//! See ARCHITECTURE.md for the map. Dependencies point one way: `lsp` and `cli` call `team`;
+//! `team` calls `agents`, `git` and `model`; `text` and `config` are leaves.
+
+pub mod cli;
+pub mod config;
+pub mod lsp;
+pub mod text;

@@ -1,0 +1,13 @@
+//! Open documents and position encodings: the text the user sees, exactly.
+//!
+//! A leaf module: it knows nothing of LSP types (the `lsp` layer converts) and nothing of the
+//! team.
+
+mod document;
+mod encoding;
+
+pub use document::{AppliedChange, ContentChange, Document, DocumentError, DocumentStore};
+pub use encoding::{
+    Position, PositionEncoding, Range, char_to_position, chars_to_range, position_to_char,
+    range_to_chars,
+};
