@@ -1,0 +1,27 @@
+//! `textDocument/didChange`: apply incremental changes, in order.
+//!
+//! tower-lsp-server may run handlers concurrently, but it first polls them in the order the
+//! messages arrived. This handler does all its work synchronously, under the document lock,
+//! before it could ever yield, so changes apply in arrival order.
+
+use tower_lsp_server::ls_types::DidChangeTextDocumentParams;
+
+use crate::lsp::from_proto;
+use crate::lsp::state::GlobalState;
+
+pub fn handle(state: &GlobalState, params: DidChangeTextDocumentParams) {
+    let uri = params.text_document.uri;
+    let version = params.text_document.version;
+    let changes: Vec<_> = params
+        .content_changes
+        .into_iter()
+        .map(from_proto::content_change)
+        .collect();
+    let encoding = state.encoding();
+    let result = state
+        .documents()
+        .change(uri.as_str(), &changes, version, encoding);
+    if let Err(err) = result {
+        tracing::warn!("ignored a change: {err}");
+    }
+}

@@ -1,0 +1,39 @@
+//! Background work that reports to the client through notifications.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tower_lsp_server::Client;
+use tower_lsp_server::ls_types::MessageType;
+
+use super::state::{GlobalState, Reload};
+
+/// Reloads the configuration off the async workers, then tells the user what is wrong with it,
+/// if anything. `editor_settings` as in [`GlobalState::reload_config`].
+pub fn reload_config(
+    state: Arc<GlobalState>,
+    client: Client,
+    editor_settings: Option<Option<Value>>,
+) {
+    tokio::spawn(async move {
+        let outcome =
+            tokio::task::spawn_blocking(move || state.reload_config(editor_settings)).await;
+        match outcome {
+            Ok(Reload::Applied) => tracing::info!("configuration loaded"),
+            Ok(Reload::Rejected(errors)) => {
+                let details: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                for line in &details {
+                    tracing::error!("configuration: {line}");
+                }
+                let message = format!(
+                    "pitcrew: the configuration has {} problem{}; still using the last good one.\n{}",
+                    details.len(),
+                    if details.len() == 1 { "" } else { "s" },
+                    details.join("\n")
+                );
+                client.show_message(MessageType::ERROR, message).await;
+            }
+            Err(err) => tracing::error!("configuration reload failed: {err}"),
+        }
+    });
+}

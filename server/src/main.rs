@@ -1,0 +1,130 @@
+//! The `pitcrew` binary: parses the command line and runs a subcommand.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pitcrew::cli;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pitcrew",
+    version,
+    about = "A team of coding agents behind your editor, as a language server",
+    long_about = "A team of coding agents behind your editor, as a language server.\n\n\
+        Without a subcommand, pitcrew serves LSP on stdio when stdin is not a terminal \
+        (that is how editors start it) and prints this help otherwise."
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the Language Server Protocol on stdin/stdout (what editors run).
+    Lsp {
+        /// Accepted for editors that pass it; stdio is the only transport.
+        #[arg(long, hide = true)]
+        stdio: bool,
+    },
+    /// Plan and run the team on a goal in the current repository, headless.
+    Run {
+        /// What the team should achieve.
+        goal: String,
+        /// Apply the integrated result to the working tree without asking.
+        #[arg(long)]
+        yes: bool,
+        /// Print machine-readable JSON instead of progress lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the planner for a plan without running it.
+    Plan {
+        /// What the plan should achieve.
+        goal: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the state of plans in the current repository.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the journal: who did what, when, why, at what cost.
+    Log {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the configuration and the models it names.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the whole team on a sample project against a scripted model: no account needed.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let command = match args.command {
+        Some(command) => command,
+        None if !std::io::stdin().is_terminal() => Command::Lsp { stdio: true },
+        None => {
+            use clap::CommandFactory;
+            let _ = Args::command().print_help();
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(matches!(command, Command::Lsp { .. }));
+    let code = match command {
+        Command::Lsp { .. } => run_async(pitcrew::lsp::serve_stdio()),
+        Command::Doctor { json } => match std::env::current_dir() {
+            Ok(cwd) => cli::doctor::run(&cli::workspace::find_root(&cwd), json),
+            Err(err) => {
+                cli::output::error(&format!("pitcrew doctor: no current directory: {err}"));
+                1
+            }
+        },
+        Command::Run { .. } => cli::not_yet_available("run"),
+        Command::Plan { .. } => cli::not_yet_available("plan"),
+        Command::Status { .. } => cli::not_yet_available("status"),
+        Command::Log { .. } => cli::not_yet_available("log"),
+        Command::Demo => cli::not_yet_available("demo"),
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn run_async<F: std::future::Future<Output = i32>>(future: F) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            cli::output::error(&format!("pitcrew: cannot start the async runtime: {err}"));
+            return 1;
+        }
+    };
+    let code = runtime.block_on(future);
+    // A read of stdin may still be parked on a blocking thread; do not wait for it.
+    runtime.shutdown_background();
+    code
+}
+
+/// Logs go to stderr (stdout belongs to the protocol), filtered by `PITCREW_LOG`, else
+/// `RUST_LOG`, else `info` for the server and `warn` for the CLI.
+fn init_logging(serving: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if serving { "info" } else { "warn" };
+    let filter = ["PITCREW_LOG", "RUST_LOG"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+        .and_then(|spec| EnvFilter::try_new(spec).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}
