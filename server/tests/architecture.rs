@@ -17,7 +17,10 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn src() -> PathBuf {
@@ -43,7 +46,10 @@ fn only_the_lsp_module_imports_tower_lsp_server() {
         })
         .map(|path| path.display().to_string())
         .collect();
-    assert!(offenders.is_empty(), "LSP types outside src/lsp: {offenders:?}");
+    assert!(
+        offenders.is_empty(),
+        "LSP types outside src/lsp: {offenders:?}"
+    );
 }
 
 #[test]
