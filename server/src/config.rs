@@ -118,6 +118,8 @@ struct ModelLayer {
     max_tokens: Option<u32>,
     stream: Option<bool>,
     max_retries: Option<u32>,
+    retry_base_delay_s: Option<f64>,
+    retry_after_cap_s: Option<f64>,
     connect_timeout_s: Option<f64>,
     first_byte_timeout_s: Option<f64>,
     idle_timeout_s: Option<f64>,
@@ -199,7 +201,12 @@ pub struct ModelConfig {
     pub max_concurrent: u32,
     pub max_tokens: u32,
     pub stream: bool,
+    /// Retries after the first attempt, for failures that may pass.
     pub max_retries: u32,
+    /// The first backoff delay; later ones grow exponentially, with jitter.
+    pub retry_base_delay_s: f64,
+    /// The longest `retry-after` pitcrew will honour; a longer one fails the call at once.
+    pub retry_after_cap_s: f64,
     pub connect_timeout_s: f64,
     pub first_byte_timeout_s: f64,
     pub idle_timeout_s: f64,
@@ -718,6 +725,14 @@ fn resolve(layer: &ConfigLayer, layers: &[(String, Value)]) -> Result<Config, Ve
             max_tokens: model.max_tokens.unwrap_or(4096).max(1),
             stream: model.stream.unwrap_or(true),
             max_retries: model.max_retries.unwrap_or(4),
+            retry_base_delay_s: positive(
+                "retry_base_delay_s",
+                model.retry_base_delay_s.unwrap_or(0.5),
+            ),
+            retry_after_cap_s: positive(
+                "retry_after_cap_s",
+                model.retry_after_cap_s.unwrap_or(60.0),
+            ),
             connect_timeout_s: positive(
                 "connect_timeout_s",
                 model.connect_timeout_s.unwrap_or(10.0),

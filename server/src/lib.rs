@@ -6,4 +6,5 @@
 pub mod cli;
 pub mod config;
 pub mod lsp;
+pub mod model;
 pub mod text;

@@ -1,0 +1,453 @@
+//! `ModelClient`: one configured model over HTTP, with retries, timeouts, cancellation and a
+//! limit on concurrent requests to its endpoint. Both wire protocols share this path.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::error::{CallError, Failure, TimeoutPhase, parse_retry_after, redact};
+use super::types::{CallContext, ChatRequest, Completion, Parsed, Usage, estimate_tokens};
+use super::{anthropic, openai};
+use crate::config::{ModelConfig, Provider};
+
+/// Error bodies longer than this are cut before they reach a message.
+const MAX_ERROR_BODY: usize = 16 * 1024;
+/// The longest backoff between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A key read from the environment. Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+
+    /// Reads the variable `name`; `None` when it is unset or blank.
+    pub fn from_env(name: &str) -> Option<Self> {
+        std::env::var(name)
+            .ok()
+            .map(|key| key.trim().to_owned())
+            .filter(|key| !key.is_empty())
+            .map(Self)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// One configured model, ready to call.
+#[derive(Debug)]
+pub struct ModelClient {
+    config: ModelConfig,
+    http: reqwest::Client,
+    /// Shared by every model on the same endpoint.
+    limiter: Arc<Semaphore>,
+    /// Read from `config.api_key_env` when the client was built.
+    key: Option<Secret>,
+}
+
+impl ModelClient {
+    /// A client whose key comes from the variable the configuration names.
+    pub fn new(config: ModelConfig, limiter: Arc<Semaphore>) -> Result<Self, String> {
+        let key = config.api_key_env.as_deref().and_then(Secret::from_env);
+        Self::with_key(config, limiter, key)
+    }
+
+    /// A client with the key given here rather than read from the environment.
+    pub fn with_key(
+        config: ModelConfig,
+        limiter: Arc<Semaphore>,
+        key: Option<Secret>,
+    ) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs_f64(config.connect_timeout_s))
+            .user_agent(concat!("pitcrew/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| format!("cannot build an HTTP client: {err}"))?;
+        Ok(Self {
+            config,
+            http,
+            limiter,
+            key,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The key, if the endpoint needs one; a missing one fails the call before any request.
+    fn key(&self) -> Result<Option<Secret>, Failure> {
+        match (&self.config.api_key_env, &self.key) {
+            (None, _) => Ok(None),
+            (Some(_), Some(key)) => Ok(Some(key.clone())),
+            (Some(variable), None) => Err(Failure::MissingKey {
+                variable: variable.clone(),
+            }),
+        }
+    }
+
+    /// Runs one model turn: retries what may pass, gives up on what cannot, and stops at once
+    /// when `cancel` fires or the future is dropped (the HTTP request goes with it).
+    pub async fn complete(
+        &self,
+        request: &ChatRequest,
+        context: CallContext,
+        cancel: &CancellationToken,
+    ) -> Result<Completion, CallError> {
+        let started = Instant::now();
+        let attempts = AtomicU32::new(0);
+        let error = |failure: Failure, attempts: &AtomicU32| CallError {
+            model_name: self.config.name.clone(),
+            model: self.config.model.clone(),
+            failure,
+            attempts: attempts.load(Ordering::SeqCst),
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        };
+        let key = self.key().map_err(|failure| error(failure, &attempts))?;
+        let stream = self.config.stream;
+        let body = match self.config.provider {
+            Provider::Openai => openai::body(&self.config, request, stream),
+            Provider::Anthropic => anthropic::body(&self.config, request, stream),
+        };
+        let total = Duration::from_secs_f64(self.config.request_timeout_s);
+        let deadline = started + total;
+        let cap = Duration::from_secs_f64(self.config.retry_after_cap_s);
+
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs_f64(self.config.retry_base_delay_s))
+            .with_max_delay(MAX_BACKOFF)
+            .with_factor(2.0)
+            .with_jitter()
+            .with_max_times(self.config.max_retries as usize);
+        let attempt = || async {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            self.attempt(&body, key.as_ref(), deadline).await
+        };
+        let retrying = attempt
+            .retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(Failure::is_retryable)
+            .adjust(|failure, delay| {
+                // `None` means out of retries.
+                let delay = delay?;
+                let wait = match failure.retry_after() {
+                    // Longer than we are willing to wait: fail now and say so.
+                    Some(wait) if wait > cap => return None,
+                    Some(wait) => wait,
+                    None => delay,
+                };
+                // Waiting past the call's deadline would only end in a timeout.
+                (Instant::now() + wait < deadline).then_some(wait)
+            })
+            .notify(|failure, wait| {
+                tracing::warn!(
+                    model = %self.config.name,
+                    role = %context.role,
+                    task = context.task.as_deref().unwrap_or("-"),
+                    "{failure}; retrying in {} ms",
+                    wait.as_millis()
+                );
+            });
+
+        let parsed = tokio::select! {
+            biased;
+            () = cancel.cancelled() => Err(Failure::Cancelled),
+            result = tokio::time::timeout_at(deadline, retrying) => match result {
+                Ok(result) => result,
+                Err(_) => Err(Failure::Timeout { phase: TimeoutPhase::Total, after_ms: total.as_millis() as u64 }),
+            },
+        }
+        .map_err(|failure| error(failure, &attempts))?;
+
+        let usage = self.usage(request, &parsed);
+        Ok(Completion {
+            stop: parsed.stop_reason(),
+            text: parsed.text,
+            tool_calls: parsed.tool_calls,
+            usage,
+            model_name: self.config.name.clone(),
+            model: self.config.model.clone(),
+            context,
+            attempts: attempts.load(Ordering::SeqCst),
+            duration: started.elapsed(),
+        })
+    }
+
+    /// One HTTP attempt.
+    async fn attempt(
+        &self,
+        body: &Value,
+        key: Option<&Secret>,
+        deadline: Instant,
+    ) -> Result<Parsed, Failure> {
+        // Wait for a slot on this endpoint; waiting counts against the call's deadline.
+        let _permit = self
+            .limiter
+            .acquire()
+            .await
+            .map_err(|_| Failure::Cancelled)?;
+        let attempt_started = Instant::now();
+        let first_byte_by = (attempt_started
+            + Duration::from_secs_f64(self.config.first_byte_timeout_s))
+        .min(deadline);
+        let first_byte_ms = first_byte_by.duration_since(attempt_started).as_millis() as u64;
+        let (url, headers) = self.endpoint(key)?;
+        let send = self.http.post(url).headers(headers).json(body).send();
+        let response = match tokio::time::timeout_at(first_byte_by, send).await {
+            Err(_) => {
+                return Err(Failure::Timeout {
+                    phase: TimeoutPhase::FirstByte,
+                    after_ms: first_byte_ms,
+                });
+            }
+            Ok(Err(err)) => return Err(transport_failure(&err)),
+            Ok(Ok(response)) => response,
+        };
+
+        let status = response.status();
+        if !status.is_success() {
+            let headers = response.headers().clone();
+            let body = read_error_body(response, deadline).await;
+            return Err(self.http_failure(status.as_u16(), &headers, &body, key));
+        }
+
+        if !self.config.stream {
+            let bytes = match tokio::time::timeout_at(deadline, response.bytes()).await {
+                Err(_) => {
+                    return Err(Failure::Timeout {
+                        phase: TimeoutPhase::Total,
+                        after_ms: deadline.duration_since(attempt_started).as_millis() as u64,
+                    });
+                }
+                Ok(Err(err)) => return Err(transport_failure(&err)),
+                Ok(Ok(bytes)) => bytes,
+            };
+            let value: Value =
+                serde_json::from_slice(&bytes).map_err(|err| Failure::Malformed {
+                    message: format!("the response is not JSON ({err})"),
+                })?;
+            return match self.config.provider {
+                Provider::Openai => openai::parse(&value),
+                Provider::Anthropic => anthropic::parse(&value),
+            };
+        }
+
+        let idle = Duration::from_secs_f64(self.config.idle_timeout_s);
+        let mut events = response.bytes_stream().eventsource();
+        let mut state = match self.config.provider {
+            Provider::Openai => StreamState::Openai(openai::StreamState::default()),
+            Provider::Anthropic => StreamState::Anthropic(anthropic::StreamState::default()),
+        };
+        let mut first = true;
+        while !state.is_done() {
+            let (until, phase, after_ms) = if first {
+                (first_byte_by, TimeoutPhase::FirstByte, first_byte_ms)
+            } else {
+                (
+                    (Instant::now() + idle).min(deadline),
+                    TimeoutPhase::Idle,
+                    idle.as_millis() as u64,
+                )
+            };
+            let event = match tokio::time::timeout_at(until, events.next()).await {
+                Err(_) => return Err(Failure::Timeout { phase, after_ms }),
+                Ok(None) => break,
+                Ok(Some(Err(err))) => {
+                    return Err(Failure::CutStream {
+                        message: err.to_string(),
+                    });
+                }
+                Ok(Some(Ok(event))) => event,
+            };
+            first = false;
+            match &mut state {
+                StreamState::Openai(state) => state.on_data(&event.data)?,
+                StreamState::Anthropic(state) => state.on_event(&event.event, &event.data)?,
+            }
+        }
+        // Dropping `events` here closes the connection if the server kept it open.
+        match state {
+            StreamState::Openai(state) => state.finish(),
+            StreamState::Anthropic(state) => state.finish(),
+        }
+    }
+
+    fn endpoint(&self, key: Option<&Secret>) -> Result<(String, HeaderMap), Failure> {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let sensitive = |value: String| {
+            let mut value = HeaderValue::from_str(&value).map_err(|_| Failure::MissingKey {
+                variable: self.config.api_key_env.clone().unwrap_or_default(),
+            })?;
+            value.set_sensitive(true);
+            Ok::<_, Failure>(value)
+        };
+        let url = match self.config.provider {
+            Provider::Openai => {
+                if let Some(key) = key {
+                    headers.insert(
+                        reqwest::header::AUTHORIZATION,
+                        sensitive(format!("Bearer {}", key.expose()))?,
+                    );
+                }
+                openai::url(&self.config.base_url)
+            }
+            Provider::Anthropic => {
+                if let Some(key) = key {
+                    headers.insert(
+                        HeaderName::from_static("x-api-key"),
+                        sensitive(key.expose().to_owned())?,
+                    );
+                }
+                headers.insert(
+                    HeaderName::from_static("anthropic-version"),
+                    HeaderValue::from_static(anthropic::API_VERSION),
+                );
+                anthropic::url(&self.config.base_url)
+            }
+        };
+        Ok((url, headers))
+    }
+
+    fn http_failure(
+        &self,
+        status: u16,
+        headers: &HeaderMap,
+        body: &[u8],
+        key: Option<&Secret>,
+    ) -> Failure {
+        let json = serde_json::from_slice::<Value>(body).ok();
+        let details = json.as_ref().and_then(|json| match self.config.provider {
+            Provider::Openai => openai::error_details(json),
+            Provider::Anthropic => anthropic::error_details(json),
+        });
+        let (message, code) = details.unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(body).trim().to_owned();
+            let text = if text.is_empty() {
+                "no details in the response".to_owned()
+            } else {
+                text
+            };
+            (text, None)
+        });
+        let message = redact(&message, key.map(Secret::expose));
+        let quota = match self.config.provider {
+            Provider::Openai => openai::is_quota(code.as_deref(), &message),
+            Provider::Anthropic => anthropic::is_quota(&message),
+        };
+        if quota {
+            Failure::Quota { status, message }
+        } else {
+            Failure::Status {
+                status,
+                message,
+                code,
+                retry_after: parse_retry_after(headers),
+            }
+        }
+    }
+
+    /// Usage as reported, or estimated from the text when the provider said nothing.
+    fn usage(&self, request: &ChatRequest, parsed: &Parsed) -> Usage {
+        let (input_tokens, output_tokens, estimated) = match parsed.usage {
+            Some((input, output)) => (input, output, false),
+            None => {
+                let input_len = request.system.len()
+                    + serde_json::to_string(&request.messages).map_or(0, |s| s.len())
+                    + serde_json::to_string(&request.tools).map_or(0, |s| s.len());
+                let output_len = parsed.text.len()
+                    + parsed
+                        .tool_calls
+                        .iter()
+                        .map(|c| c.name.len() + c.arguments.to_string().len())
+                        .sum::<usize>();
+                (
+                    estimate_tokens(input_len),
+                    estimate_tokens(output_len),
+                    true,
+                )
+            }
+        };
+        let cost_usd = self.config.price.map(|price| {
+            input_tokens as f64 * price.input_per_mtok / 1e6
+                + output_tokens as f64 * price.output_per_mtok / 1e6
+        });
+        Usage {
+            input_tokens,
+            output_tokens,
+            estimated,
+            cost_usd,
+        }
+    }
+}
+
+enum StreamState {
+    Openai(openai::StreamState),
+    Anthropic(anthropic::StreamState),
+}
+
+impl StreamState {
+    fn is_done(&self) -> bool {
+        match self {
+            StreamState::Openai(state) => state.is_done(),
+            StreamState::Anthropic(state) => state.is_done(),
+        }
+    }
+}
+
+fn transport_failure(err: &reqwest::Error) -> Failure {
+    let message = error_chain(err);
+    if err.is_body() || err.is_decode() {
+        Failure::CutStream { message }
+    } else {
+        Failure::Connect { message }
+    }
+}
+
+/// An error and its causes on one line ("error sending request: connection refused").
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+/// Reads at most `MAX_ERROR_BODY` bytes of an error response, without waiting past `deadline`.
+async fn read_error_body(response: reqwest::Response, deadline: Instant) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while body.len() < MAX_ERROR_BODY {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(chunk))) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(MAX_ERROR_BODY);
+    body
+}
