@@ -63,6 +63,18 @@ enum Command {
     },
     /// Run the whole team on a sample project against a scripted model: no account needed.
     Demo,
+    /// Serve the fake model (OpenAI and Anthropic protocols) on loopback, from a script.
+    ///
+    /// Prints the base URL on the first line of stdout, then serves until interrupted. The
+    /// script format is described in docs/fake-model.md.
+    FakeModel {
+        /// A scenario file (JSON, or TOML by extension); without one, every request gets an error.
+        #[arg(long)]
+        script: Option<std::path::PathBuf>,
+        /// The port on 127.0.0.1; 0 picks a free one.
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
 }
 
 fn main() -> ExitCode {
@@ -80,7 +92,7 @@ fn main() -> ExitCode {
     let code = match command {
         Command::Lsp { .. } => run_async(pitcrew::lsp::serve_stdio()),
         Command::Doctor { json } => match std::env::current_dir() {
-            Ok(cwd) => cli::doctor::run(&cli::workspace::find_root(&cwd), json),
+            Ok(cwd) => run_async(cli::doctor::run(&cli::workspace::find_root(&cwd), json)),
             Err(err) => {
                 cli::output::error(&format!("pitcrew doctor: no current directory: {err}"));
                 1
@@ -91,6 +103,9 @@ fn main() -> ExitCode {
         Command::Status { .. } => cli::not_yet_available("status"),
         Command::Log { .. } => cli::not_yet_available("log"),
         Command::Demo => cli::not_yet_available("demo"),
+        Command::FakeModel { script, port } => {
+            run_async(cli::fake_model::run(script.as_deref(), port))
+        }
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -37,92 +37,6 @@ fn version_names_the_crate_version() {
 }
 
 #[test]
-fn doctor_reports_sources_models_and_roles() {
-    let workspace = tempfile::tempdir().unwrap();
-    let home = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(workspace.path().join(".git")).unwrap();
-    std::fs::create_dir_all(home.path().join("config/pitcrew")).unwrap();
-    std::fs::write(
-        home.path().join("config/pitcrew/config.toml"),
-        "[models.default]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"local\"\n",
-    )
-    .unwrap();
-    std::fs::write(
-        workspace.path().join("pitcrew.toml"),
-        "[models.strong]\nprovider = \"anthropic\"\nmodel = \"claude-sonnet-4-5\"\napi_key_env = \"PITCREW_TEST_KEY\"\n\
-         [roles]\nplanner = \"strong\"\n",
-    )
-    .unwrap();
-    let nested = workspace.path().join("src/deep");
-    std::fs::create_dir_all(&nested).unwrap();
-
-    let output = pitcrew(&nested, home.path(), &["doctor", "--json"]);
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
-    assert_eq!(report["workspace"], workspace.path().display().to_string());
-    assert_eq!(report["sources"][0]["kind"], "user_file");
-    assert_eq!(report["sources"][0]["status"], "loaded");
-    assert_eq!(report["sources"][1]["kind"], "workspace_file");
-    assert_eq!(report["sources"][1]["status"], "loaded");
-    assert_eq!(report["roles"]["planner"], "strong");
-    assert_eq!(report["roles"]["reviewer"], "default");
-    assert_eq!(report["models"][1]["key_env"], "PITCREW_TEST_KEY");
-    assert_eq!(report["models"][1]["key_set"], false);
-    // The unset key is the one problem, so the doctor fails.
-    assert_eq!(
-        report["problems"],
-        serde_json::json!(["model `strong`: the key variable $PITCREW_TEST_KEY is not set"])
-    );
-    assert_eq!(output.status.code(), Some(1));
-
-    // With the key set, the doctor is satisfied, and the key itself is never printed.
-    let output = Command::new(env!("CARGO_BIN_EXE_pitcrew"))
-        .args(["doctor"])
-        .current_dir(&nested)
-        .env("HOME", home.path())
-        .env("XDG_CONFIG_HOME", home.path().join("config"))
-        .env("PITCREW_TEST_KEY", "sk-very-secret-value")
-        .output()
-        .unwrap();
-    let text = stdout(&output);
-    assert_eq!(output.status.code(), Some(0), "{text}");
-    assert!(text.contains("key from $PITCREW_TEST_KEY (set)"), "{text}");
-    assert!(!text.contains("sk-very-secret"), "{text}");
-    assert!(!stderr(&output).contains("sk-very-secret"));
-}
-
-#[test]
-fn doctor_names_file_line_and_key_of_a_bad_config() {
-    let workspace = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(workspace.path().join(".git")).unwrap();
-    std::fs::write(
-        workspace.path().join("pitcrew.toml"),
-        "[team]\nimplementers = 2\nreview_rouds = 3\n",
-    )
-    .unwrap();
-    let output = pitcrew(workspace.path(), workspace.path(), &["doctor"]);
-    let text = stdout(&output);
-    assert_eq!(output.status.code(), Some(1), "{text}");
-    let expected = format!(
-        "{}:3:1: `team.review_rouds`: unknown field `review_rouds`",
-        workspace.path().join("pitcrew.toml").display()
-    );
-    assert!(text.contains(&expected), "{text}");
-    assert!(text.contains("invalid"), "{text}");
-}
-
-#[test]
-fn doctor_without_any_model_says_how_to_add_one() {
-    let workspace = tempfile::tempdir().unwrap();
-    let output = pitcrew(workspace.path(), workspace.path(), &["doctor"]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stdout(&output).contains("no models configured: add a [models.default] table"),
-        "{}",
-        stdout(&output)
-    );
-}
-
-#[test]
 fn subcommands_that_do_not_exist_yet_say_so_and_fail() {
     let dir = tempfile::tempdir().unwrap();
     for args in [
@@ -141,4 +55,85 @@ fn subcommands_that_do_not_exist_yet_say_so_and_fail() {
         );
         assert!(output.stdout.is_empty(), "{args:?} printed to stdout");
     }
+}
+
+#[test]
+fn fake_model_prints_its_url_and_answers_both_protocols() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("script.json");
+    std::fs::write(
+        &script,
+        r#"{"responses": [{"repeat": true, "text": "hello from the script"}]}"#,
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pitcrew"))
+        .args(["fake-model", "--script"])
+        .arg(&script)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut url = String::new();
+    stdout.read_line(&mut url).unwrap();
+    let url = url.trim().to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+
+    let post = |path: &str, body: &str| {
+        let mut stream = TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    let openai = post(
+        "/v1/chat/completions",
+        r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert!(openai.starts_with("HTTP/1.1 200"), "{openai}");
+    assert!(openai.contains("hello from the script"), "{openai}");
+    let anthropic = post(
+        "/v1/messages",
+        r#"{"model":"c","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert!(anthropic.contains(r#""type":"message""#), "{anthropic}");
+    let mut stream = TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+    write!(
+        stream,
+        "GET /_fake/requests HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut recorded = String::new();
+    stream.read_to_string(&mut recorded).unwrap();
+    assert!(recorded.contains(r#""protocol":"openai""#), "{recorded}");
+    assert!(recorded.contains(r#""protocol":"anthropic""#), "{recorded}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn fake_model_refuses_a_bad_script_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("bad.json");
+    std::fs::write(&script, r#"{"responses": [{"txt": "typo"}]}"#).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_pitcrew"))
+        .args(["fake-model", "--script"])
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("unknown field `txt`"),
+        "{}",
+        stderr(&output)
+    );
 }

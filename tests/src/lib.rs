@@ -10,8 +10,10 @@ use std::sync::OnceLock;
 
 pub use client::{ClientBehaviour, ResponseError, TestServer, TestServerBuilder};
 
-/// The `pitcrew` binary under test: `$PITCREW_BIN` if set, else built (once per test process)
-/// with the cargo that runs the tests, so a test never drives a stale binary.
+/// The `pitcrew` binary under test: `$PITCREW_BIN` if set, else the one cargo builds for the
+/// README's test command (`cargo test --workspace`), asked of the running cargo once per test
+/// process. Under that command it is already built, so this is a no-op check; under any other
+/// (`cargo test -p pitcrew-tests`) it builds it, so a test never drives a stale binary.
 pub fn pitcrew_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -20,29 +22,25 @@ pub fn pitcrew_bin() -> PathBuf {
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let output = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "pitcrew",
-                "--bin",
-                "pitcrew",
-                "--message-format=json",
-            ])
+            .args(["test", "--workspace", "--no-run", "--message-format=json"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
-            .expect("run cargo build for the pitcrew binary");
+            .expect("run cargo to find the pitcrew binary");
         assert!(
             output.status.success(),
-            "cargo build -p pitcrew failed:\n{}",
+            "cargo test --workspace --no-run failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8_lossy(&output.stdout)
             .lines()
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|message| message["reason"] == "compiler-artifact")
-            .filter_map(|message| message["executable"].as_str().map(PathBuf::from))
-            .find(|path| path.file_stem().is_some_and(|stem| stem == "pitcrew"))
+            .filter(|message| {
+                message["reason"] == "compiler-artifact"
+                    && message["target"]["name"] == "pitcrew"
+                    && message["target"]["kind"] == serde_json::json!(["bin"])
+                    && message["profile"]["test"] == false
+            })
+            .find_map(|message| message["executable"].as_str().map(PathBuf::from))
             .expect("cargo reported the pitcrew executable")
     })
     .clone()

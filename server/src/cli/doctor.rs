@@ -1,13 +1,31 @@
 //! `pitcrew doctor`: where the configuration came from, which model each role uses, and what
-//! is wrong with it.
+//! is wrong with it, down to one tiny real completion per configured model.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::json;
 
 use super::output;
 use crate::config::{self, Config, ConfigPaths, Role, SourceReport};
+use crate::model::{CallContext, ChatRequest, Message, Models};
+
+/// The doctor waits at most this long for one model, retries included.
+const CHECK_TIMEOUT_S: f64 = 60.0;
+
+/// The result of one real completion against a model.
+#[derive(Debug, Serialize)]
+pub struct ModelCheck {
+    pub model: String,
+    pub ok: bool,
+    pub latency_ms: u64,
+    pub attempts: u32,
+    /// The exact reason, when it failed: status, provider message, attempts.
+    pub error: Option<String>,
+    /// The model's answer, when it worked.
+    pub reply: Option<String>,
+}
 
 /// One model as the doctor sees it. Never holds a key, only whether its variable is set.
 #[derive(Debug, Serialize)]
@@ -29,6 +47,8 @@ pub struct Report {
     pub models: Vec<ModelReport>,
     /// Role name to model name; `null` when the role has no model.
     pub roles: Vec<(Role, Option<String>)>,
+    /// One real completion per model, when the configuration loaded.
+    pub checks: Vec<ModelCheck>,
     pub problems: Vec<String>,
 }
 
@@ -38,8 +58,8 @@ impl Report {
     }
 }
 
-/// Builds the report for the workspace at `root`.
-pub fn report(root: &Path) -> Report {
+/// Builds the report for the workspace at `root`, calling every model once.
+pub async fn report(root: &Path) -> Report {
     let paths = ConfigPaths::discover(Some(root));
     let loaded = config::load(&paths, None, None);
     let mut problems = Vec::new();
@@ -81,16 +101,6 @@ pub fn report(root: &Path) -> Report {
                 .unwrap_or_else(|| "$XDG_CONFIG_HOME/pitcrew/config.toml".to_owned()),
         ));
     }
-    for model in &models {
-        if let Some(var) = &model.key_env
-            && !model.key_set
-        {
-            problems.push(format!(
-                "model `{}`: the key variable ${var} is not set",
-                model.name
-            ));
-        }
-    }
     let roles: Vec<(Role, Option<String>)> = Role::ALL
         .iter()
         .map(|role| (*role, config.roles.get(role).cloned()))
@@ -104,19 +114,94 @@ pub fn report(root: &Path) -> Report {
             }
         }
     }
+    let checks = check_models(&config).await;
+    for check in &checks {
+        if let Some(error) = &check.error {
+            problems.push(error.clone());
+        }
+    }
     Report {
         version: env!("CARGO_PKG_VERSION"),
         workspace: root.display().to_string(),
         sources: loaded.sources,
         models,
         roles,
+        checks,
         problems,
     }
 }
 
+/// Makes one tiny completion per configured model, all at once.
+async fn check_models(config: &Config) -> Vec<ModelCheck> {
+    let mut bounded = config.clone();
+    for model in bounded.models.values_mut() {
+        model.request_timeout_s = model.request_timeout_s.min(CHECK_TIMEOUT_S);
+    }
+    let models = match Models::from_config(&bounded) {
+        Ok(models) => Arc::new(models),
+        Err(err) => {
+            return vec![ModelCheck {
+                model: "-".into(),
+                ok: false,
+                latency_ms: 0,
+                attempts: 0,
+                error: Some(err),
+                reply: None,
+            }];
+        }
+    };
+    let request = ChatRequest {
+        system: "You are a health check. Answer with one word.".into(),
+        messages: vec![Message::user("Reply with the single word: ok")],
+        tools: Vec::new(),
+        max_tokens: Some(16),
+    };
+    let calls: Vec<_> = models
+        .all()
+        .cloned()
+        .map(|client| {
+            let request = request.clone();
+            tokio::spawn(async move {
+                let cancel = tokio_util::sync::CancellationToken::new();
+                let name = client.config().name.clone();
+                let started = std::time::Instant::now();
+                match client
+                    .complete(&request, CallContext::new(Role::Planner), &cancel)
+                    .await
+                {
+                    Ok(completion) => ModelCheck {
+                        model: name,
+                        ok: true,
+                        latency_ms: completion.duration.as_millis() as u64,
+                        attempts: completion.attempts,
+                        error: None,
+                        reply: Some(completion.text.chars().take(80).collect()),
+                    },
+                    Err(err) => ModelCheck {
+                        model: name,
+                        ok: false,
+                        latency_ms: started.elapsed().as_millis() as u64,
+                        attempts: err.attempts,
+                        error: Some(err.to_string()),
+                        reply: None,
+                    },
+                }
+            })
+        })
+        .collect();
+    let mut checks = Vec::new();
+    for call in calls {
+        match call.await {
+            Ok(check) => checks.push(check),
+            Err(err) => tracing::error!("a model check crashed: {err}"),
+        }
+    }
+    checks
+}
+
 /// Runs the doctor and returns the exit status: 0 when nothing is wrong.
-pub fn run(root: &Path, as_json: bool) -> i32 {
-    let report = report(root);
+pub async fn run(root: &Path, as_json: bool) -> i32 {
+    let report = report(root).await;
     if as_json {
         let roles: serde_json::Map<String, serde_json::Value> = report
             .roles
@@ -129,6 +214,7 @@ pub fn run(root: &Path, as_json: bool) -> i32 {
             "sources": report.sources,
             "models": report.models,
             "roles": roles,
+            "checks": report.checks,
             "problems": report.problems,
             "ok": report.ok(),
         }));
@@ -173,6 +259,27 @@ fn render(report: &Report) -> String {
             role.as_str(),
             model.as_deref().unwrap_or("(no model)")
         ));
+    }
+    if !report.checks.is_empty() {
+        out.push_str("\nModel checks (one tiny real completion each)\n");
+        for check in &report.checks {
+            let attempts = format!(
+                "{} attempt{}",
+                check.attempts,
+                if check.attempts == 1 { "" } else { "s" }
+            );
+            if check.ok {
+                out.push_str(&format!(
+                    "  {:<12} ok in {} ms ({attempts})\n",
+                    check.model, check.latency_ms
+                ));
+            } else {
+                out.push_str(&format!(
+                    "  {:<12} FAILED after {} ms ({attempts})\n",
+                    check.model, check.latency_ms
+                ));
+            }
+        }
     }
     if report.problems.is_empty() {
         out.push_str("\nNo problems found.");

@@ -1,6 +1,7 @@
 //! The command line's subcommands, apart from argument parsing (which lives in `main.rs`).
 
 pub mod doctor;
+pub mod fake_model;
 pub mod output;
 pub mod workspace;
 

@@ -1,0 +1,283 @@
+//! `pitcrew doctor` against the fake model: configuration sources, models per role, and one real
+//! completion per model, with retries honoured, failures named, and keys kept out of sight.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use pitcrew::model::fake::{Entry, FakeModel, Fault, Script};
+use serde_json::Value;
+
+const KEY: &str = "sk-doctor-test-4f1c2a9e";
+
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+/// Runs `pitcrew doctor` in `workspace`, with the test key in `PITCREW_DOCTOR_KEY`.
+async fn doctor(workspace: &Path, args: &[&str]) -> Outcome {
+    let home = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_pitcrew"))
+        .arg("doctor")
+        .args(args)
+        .current_dir(workspace)
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .env("PITCREW_DOCTOR_KEY", KEY)
+        .env("PITCREW_LOG", "debug")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
+        .output()
+        .await
+        .unwrap();
+    Outcome {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        elapsed: started.elapsed(),
+    }
+}
+
+fn workspace(config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(".git")).unwrap();
+    std::fs::write(dir.path().join("pitcrew.toml"), config).unwrap();
+    dir
+}
+
+fn ok_entry() -> Entry {
+    Entry {
+        text: Some("ok".into()),
+        ..Entry::default()
+    }
+}
+
+fn script(responses: Vec<Entry>) -> Script {
+    Script {
+        responses,
+        ..Script::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_healthy_setup_reports_sources_roles_and_a_real_completion_per_model() {
+    let local = FakeModel::start(script(vec![ok_entry()])).await.unwrap();
+    let cloud = FakeModel::start(script(vec![ok_entry()])).await.unwrap();
+    let dir = workspace(&format!(
+        "[models.default]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"qwen-local\"\n\
+         [models.strong]\nprovider = \"anthropic\"\nbase_url = \"{}\"\nmodel = \"claude-test\"\napi_key_env = \"PITCREW_DOCTOR_KEY\"\n\
+         [roles]\nplanner = \"strong\"\nreviewer = \"strong\"\n",
+        local.openai_base_url(),
+        cloud.url()
+    ));
+    let nested = dir.path().join("src/deep");
+    std::fs::create_dir_all(&nested).unwrap();
+
+    let outcome = doctor(&nested, &["--json"]).await;
+    assert_eq!(
+        outcome.code,
+        Some(0),
+        "{}\n{}",
+        outcome.stdout,
+        outcome.stderr
+    );
+    let report: Value = serde_json::from_str(&outcome.stdout).unwrap();
+    assert_eq!(report["workspace"], dir.path().display().to_string());
+    assert_eq!(report["sources"][1]["kind"], "workspace_file");
+    assert_eq!(report["sources"][1]["status"], "loaded");
+    assert_eq!(report["roles"]["planner"], "strong");
+    assert_eq!(report["roles"]["implementer"], "default");
+    let checks = report["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 2);
+    assert!(
+        checks.iter().all(|c| c["ok"] == true && c["attempts"] == 1),
+        "{checks:?}"
+    );
+    assert_eq!(report["problems"], serde_json::json!([]));
+
+    // The key went in Anthropic's header, and the local model got none.
+    let cloud_requests = cloud.requests();
+    assert_eq!(cloud_requests[0].headers["x-api-key"], KEY);
+    assert!(!local.requests()[0].headers.contains_key("authorization"));
+    // And it appears nowhere in what the doctor printed or logged.
+    assert!(!outcome.stdout.contains(KEY));
+    assert!(!outcome.stderr.contains(KEY));
+
+    // The human-readable report says the same.
+    local.set_script(script(vec![ok_entry()]));
+    cloud.set_script(script(vec![ok_entry()]));
+    let outcome = doctor(dir.path(), &[]).await;
+    assert_eq!(outcome.code, Some(0), "{}", outcome.stdout);
+    assert!(
+        outcome
+            .stdout
+            .contains("key from $PITCREW_DOCTOR_KEY (set)"),
+        "{}",
+        outcome.stdout
+    );
+    assert!(
+        outcome.stdout.contains("strong       ok in"),
+        "{}",
+        outcome.stdout
+    );
+    assert!(!outcome.stdout.contains(KEY));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limited_twice_with_retry_after_then_fine_passes() {
+    let limited = Entry {
+        times: Some(2),
+        fault: Some(Fault::RateLimit {
+            retry_after: Some("1".into()),
+            retry_after_ms: None,
+        }),
+        ..Entry::default()
+    };
+    let fake = FakeModel::start(script(vec![limited, ok_entry()]))
+        .await
+        .unwrap();
+    let dir = workspace(&format!(
+        "[models.default]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"m\"\napi_key_env = \"PITCREW_DOCTOR_KEY\"\n",
+        fake.openai_base_url()
+    ));
+    let outcome = doctor(dir.path(), &["--json"]).await;
+    assert_eq!(
+        outcome.code,
+        Some(0),
+        "{}\n{}",
+        outcome.stdout,
+        outcome.stderr
+    );
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 3);
+    for pair in requests.windows(2) {
+        let gap = pair[1].at_ms - pair[0].at_ms;
+        assert!(gap >= 1000, "retry-after: 1 not honoured: {gap} ms apart");
+    }
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.headers["authorization"] == format!("Bearer {KEY}"))
+    );
+    let report: Value = serde_json::from_str(&outcome.stdout).unwrap();
+    assert_eq!(report["checks"][0]["attempts"], 3);
+    assert!(!outcome.stdout.contains(KEY) && !outcome.stderr.contains(KEY));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_that_always_fails_is_named_with_its_status_in_bounded_time() {
+    let broken = Entry {
+        repeat: true,
+        fault: Some(Fault::Status {
+            status: 500,
+            retry_after: None,
+            retry_after_ms: None,
+            message: Some("upstream exploded".into()),
+            code: None,
+        }),
+        ..Entry::default()
+    };
+    let fake = FakeModel::start(script(vec![broken])).await.unwrap();
+    let dir = workspace(&format!(
+        "[models.default]\nprovider = \"anthropic\"\nbase_url = \"{}\"\nmodel = \"c\"\nmax_retries = 2\nretry_base_delay_s = 0.2\n",
+        fake.url()
+    ));
+    let outcome = doctor(dir.path(), &[]).await;
+    assert_eq!(outcome.code, Some(1), "{}", outcome.stdout);
+    assert!(
+        outcome.elapsed < Duration::from_secs(5),
+        "{:?}",
+        outcome.elapsed
+    );
+    assert_eq!(fake.requests().len(), 3);
+    assert!(outcome.stdout.contains("FAILED"), "{}", outcome.stdout);
+    assert!(outcome.stdout.contains("HTTP 500"), "{}", outcome.stdout);
+    assert!(
+        outcome.stdout.contains("upstream exploded"),
+        "{}",
+        outcome.stdout
+    );
+    assert!(
+        outcome.stdout.contains("after 3 attempts"),
+        "{}",
+        outcome.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_default_retries_a_dead_endpoint_still_fails_in_bounded_time() {
+    // Nothing listens on this port: connection refused, retried with the default backoff.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let dir = workspace(&format!(
+        "[models.default]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\nmodel = \"m\"\n"
+    ));
+    let outcome = doctor(dir.path(), &[]).await;
+    assert_eq!(outcome.code, Some(1));
+    assert!(
+        outcome.elapsed < Duration::from_secs(30),
+        "{:?}",
+        outcome.elapsed
+    );
+    assert!(
+        outcome.stdout.contains("connection failed"),
+        "{}",
+        outcome.stdout
+    );
+    assert!(
+        outcome.stdout.contains("after 5 attempts"),
+        "{}",
+        outcome.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_key_is_named_and_nothing_is_sent() {
+    let fake = FakeModel::start(script(vec![ok_entry()])).await.unwrap();
+    let dir = workspace(&format!(
+        "[models.default]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"m\"\napi_key_env = \"PITCREW_UNSET_DOCTOR_KEY\"\n",
+        fake.openai_base_url()
+    ));
+    let outcome = doctor(dir.path(), &[]).await;
+    assert_eq!(outcome.code, Some(1));
+    assert!(
+        outcome
+            .stdout
+            .contains("$PITCREW_UNSET_DOCTOR_KEY is not set"),
+        "{}",
+        outcome.stdout
+    );
+    assert!(outcome.stdout.contains("(NOT SET)"), "{}", outcome.stdout);
+    assert!(fake.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_config_is_named_by_file_line_and_key() {
+    let dir = workspace("[team]\nimplementers = 2\nreview_rouds = 3\n");
+    let outcome = doctor(dir.path(), &[]).await;
+    assert_eq!(outcome.code, Some(1), "{}", outcome.stdout);
+    let expected = format!(
+        "{}:3:1: `team.review_rouds`: unknown field `review_rouds`",
+        dir.path().join("pitcrew.toml").display()
+    );
+    assert!(outcome.stdout.contains(&expected), "{}", outcome.stdout);
+    assert!(outcome.stdout.contains("invalid"), "{}", outcome.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_any_model_the_doctor_says_how_to_add_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = doctor(dir.path(), &[]).await;
+    assert_eq!(outcome.code, Some(1));
+    assert!(
+        outcome
+            .stdout
+            .contains("no models configured: add a [models.default] table"),
+        "{}",
+        outcome.stdout
+    );
+}
