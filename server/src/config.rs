@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// The longest duration any setting may ask for: a week.
+const MAX_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+
 /// The file name looked up at the workspace root.
 pub const WORKSPACE_FILE: &str = "pitcrew.toml";
 
@@ -707,11 +710,14 @@ fn resolve(layer: &ConfigLayer, layers: &[(String, Value)]) -> Result<Config, Ve
             );
         }
         let mut positive = |key: &'static str, value: f64| {
-            if !(value.is_finite() && value > 0.0) {
+            if !(value.is_finite() && value > 0.0 && value <= MAX_SECONDS) {
                 error(
                     vec!["models", name, key],
-                    format!("must be a positive number of seconds, got {value}"),
+                    format!(
+                        "must be a positive number of seconds, at most {MAX_SECONDS}, got {value}"
+                    ),
                 );
+                return 1.0;
             }
             value
         };
@@ -724,7 +730,7 @@ fn resolve(layer: &ConfigLayer, layers: &[(String, Value)]) -> Result<Config, Ve
             max_concurrent: model.max_concurrent.unwrap_or(8).max(1),
             max_tokens: model.max_tokens.unwrap_or(4096).max(1),
             stream: model.stream.unwrap_or(true),
-            max_retries: model.max_retries.unwrap_or(4),
+            max_retries: model.max_retries.unwrap_or(4).min(100),
             retry_base_delay_s: positive(
                 "retry_base_delay_s",
                 model.retry_base_delay_s.unwrap_or(0.5),

@@ -177,6 +177,7 @@ async fn a_model_that_always_fails_is_named_with_its_status_in_bounded_time() {
             retry_after_ms: None,
             message: Some("upstream exploded".into()),
             code: None,
+            headers: Default::default(),
         }),
         ..Entry::default()
     };
@@ -280,4 +281,34 @@ async fn without_any_model_the_doctor_says_how_to_add_one() {
         "{}",
         outcome.stdout
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_echoed_by_a_failing_provider_never_reaches_the_logs() {
+    let echo = Entry {
+        fault: Some(Fault::Status {
+            status: 503,
+            retry_after: None,
+            retry_after_ms: Some(10),
+            message: Some(format!("overloaded; your key {KEY} is fine")),
+            code: None,
+            headers: Default::default(),
+        }),
+        ..Entry::default()
+    };
+    let fake = FakeModel::start(script(vec![echo, ok_entry()])).await.unwrap();
+    let dir = workspace(&format!(
+        "[models.default]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"m\"\napi_key_env = \"PITCREW_DOCTOR_KEY\"\n",
+        fake.openai_base_url()
+    ));
+    let outcome = doctor(dir.path(), &[]).await;
+    assert_eq!(outcome.code, Some(0), "{}", outcome.stdout);
+    // The retry was logged, with the provider's message, and without the key.
+    assert!(
+        outcome.stderr.contains("your key [redacted] is fine [asked to retry after 10 ms]; retrying"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(!outcome.stderr.contains(KEY));
+    assert!(!outcome.stdout.contains(KEY));
 }

@@ -224,6 +224,9 @@ async fn rate_limits_without_retry_after_back_off_and_pass() {
         assert_finished(&result);
         assert_eq!(requests.len(), 3);
         assert_eq!(result.unwrap().attempts, 3);
+        // The base delay is 10 ms: each retry waited at least that.
+        assert!(requests[1].at_ms - requests[0].at_ms >= 10);
+        assert!(requests[2].at_ms - requests[1].at_ms >= 10);
     }
 }
 
@@ -247,9 +250,16 @@ async fn a_retry_after_beyond_the_cap_fails_at_once_and_says_why() {
         assert_eq!(requests.len(), 1);
         assert_eq!(error.attempts, 1);
         assert!(elapsed < Duration::from_secs(2));
+        let message = error.to_string();
         assert!(
-            error.to_string().contains("asked to retry after 3600.0 s"),
-            "{error}"
+            message.contains("asked to retry after 3600.0 s"),
+            "{message}"
+        );
+        assert!(
+            message.contains(
+                "not retried: the provider asked to wait 3600 s, more than retry_after_cap_s = 5 s"
+            ),
+            "{message}"
         );
     }
 }
@@ -279,6 +289,7 @@ async fn client_errors_are_tried_once() {
                     retry_after_ms: None,
                     message: Some(format!("scripted {status}")),
                     code: Some("invalid_request_error".into()),
+                    headers: Default::default(),
                 }))],
                 |_| {},
             )
@@ -307,6 +318,7 @@ async fn server_errors_are_retried_then_reported_with_status_and_attempts() {
                     retry_after_ms: None,
                     message: None,
                     code: None,
+                    headers: Default::default(),
                 }),
                 fault(Fault::Status {
                     status: 503,
@@ -314,6 +326,7 @@ async fn server_errors_are_retried_then_reported_with_status_and_attempts() {
                     retry_after_ms: None,
                     message: None,
                     code: None,
+                    headers: Default::default(),
                 }),
                 finish_entry(),
             ],
@@ -332,6 +345,7 @@ async fn server_errors_are_retried_then_reported_with_status_and_attempts() {
                 retry_after_ms: None,
                 message: Some("the GPU caught fire".into()),
                 code: None,
+                headers: Default::default(),
             }))],
             |_| {},
         )
@@ -660,6 +674,7 @@ async fn keys_go_in_the_right_header_and_nowhere_else() {
             retry_after_ms: None,
             message: Some(format!("Incorrect API key provided: {key}")),
             code: Some("invalid_api_key".into()),
+            headers: Default::default(),
         });
         let fake = FakeModel::start(script(vec![echo])).await.unwrap();
         let mut config = config(provider, &fake, false);
@@ -840,4 +855,187 @@ async fn roles_and_tasks_select_script_entries_for_parallel_agents() {
         .unwrap();
     assert_eq!(completion.tool_calls[0].arguments["summary"], "B");
     assert_eq!(fake.unused_entries(), vec![0]);
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_and_say_where_they_pointed() {
+    for provider in PROTOCOLS {
+        let redirect = fault(Fault::Status {
+            status: 307,
+            retry_after: None,
+            retry_after_ms: None,
+            message: None,
+            code: None,
+            headers: [(
+                "location".to_owned(),
+                "https://elsewhere.example/v1".to_owned(),
+            )]
+            .into(),
+        });
+        let (result, requests, _) = run(provider, false, vec![redirect, finish_entry()], |c| {
+            c.api_key_env = None;
+        })
+        .await;
+        let error = failure(&result);
+        assert_eq!(requests.len(), 1);
+        let message = error.to_string();
+        assert!(
+            message.contains("redirects to https://elsewhere.example/v1"),
+            "{message}"
+        );
+        assert!(
+            message.contains("not retried: a redirect is not followed"),
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sse_split_at_any_byte_with_crlf_and_comments_still_parses() {
+    for provider in PROTOCOLS {
+        for quirks in [
+            vec![Quirk::SplitChunks],
+            vec![Quirk::CrlfAndComments, Quirk::SplitChunks],
+        ] {
+            let entry = Entry {
+                text: Some("Ünïcödé 😀 text that crosses chunk boundaries.".into()),
+                quirks: quirks.clone(),
+                ..finish_entry()
+            };
+            let (result, _, _) = run(provider, true, vec![entry], |_| {}).await;
+            let completion = result.unwrap_or_else(|e| panic!("{provider:?} {quirks:?}: {e}"));
+            assert_eq!(
+                completion.text,
+                "Ünïcödé 😀 text that crosses chunk boundaries."
+            );
+            assert_eq!(completion.tool_calls[0].arguments["summary"], "wrote it");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_proxy_that_ignores_stream_is_understood() {
+    for provider in PROTOCOLS {
+        let entry = Entry {
+            quirks: vec![Quirk::IgnoreStream],
+            ..finish_entry()
+        };
+        let (result, requests, _) = run(provider, true, vec![entry], |_| {}).await;
+        assert_finished(&result);
+        assert!(requests[0].stream, "pitcrew asked for a stream");
+    }
+}
+
+#[tokio::test]
+async fn running_out_of_tokens_mid_tool_call_is_max_tokens() {
+    for provider in PROTOCOLS {
+        let cut_short = Entry {
+            stop: Some(match provider {
+                Provider::Openai => "length".into(),
+                Provider::Anthropic => "max_tokens".into(),
+            }),
+            ..finish_entry()
+        };
+        let (result, _, _) = run(provider, true, vec![cut_short], |_| {}).await;
+        assert_eq!(result.unwrap().stop, StopReason::MaxTokens);
+    }
+}
+
+#[tokio::test]
+async fn a_whole_conversation_reaches_each_provider_in_its_shape() {
+    for provider in PROTOCOLS {
+        let fake = FakeModel::start(script(vec![finish_entry()]))
+            .await
+            .unwrap();
+        let client = client(config(provider, &fake, true));
+        let mut request = request();
+        request.messages.extend([
+            Message::Assistant {
+                content: "Reading first.".into(),
+                tool_calls: vec![pitcrew::model::ToolCall::from_raw(
+                    "c1".into(),
+                    "write_file".into(),
+                    r#"{"path":"a.txt","content":"x"}"#,
+                )],
+            },
+            Message::Tool {
+                call_id: "c1".into(),
+                content: "wrote a.txt".into(),
+                is_error: false,
+            },
+        ]);
+        let completion = client
+            .complete(
+                &request,
+                CallContext::new(Role::Implementer),
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(completion.tool_calls[0].name, "finish");
+        let body = &fake.requests()[0].body;
+        match provider {
+            Provider::Openai => {
+                assert_eq!(body["messages"][2]["tool_calls"][0]["id"], "c1");
+                assert_eq!(body["messages"][3]["role"], "tool");
+                assert_eq!(body["messages"][3]["tool_call_id"], "c1");
+            }
+            Provider::Anthropic => {
+                assert_eq!(body["messages"][1]["content"][1]["type"], "tool_use");
+                assert_eq!(body["messages"][1]["content"][1]["input"]["path"], "a.txt");
+                assert_eq!(body["messages"][2]["content"][0]["type"], "tool_result");
+                assert_eq!(body["messages"][2]["content"][0]["tool_use_id"], "c1");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn keys_echoed_in_retried_and_in_band_errors_are_redacted() {
+    let key = "sk-echo-9d8c7b6a5f4e";
+    for provider in PROTOCOLS {
+        let echoed_500 = fault(Fault::Status {
+            status: 500,
+            retry_after: None,
+            retry_after_ms: None,
+            message: Some(format!("upstream rejected key {key}")),
+            code: None,
+            headers: Default::default(),
+        });
+        let echoed_in_band = fault(Fault::InBand {
+            after_chunks: 2,
+            message: Some(format!("bad key {key}")),
+            code: Some("invalid_request_error".into()),
+        });
+        let fake = FakeModel::start(script(vec![echoed_500, echoed_in_band]))
+            .await
+            .unwrap();
+        let mut config = config(provider, &fake, true);
+        config.api_key_env = Some("PITCREW_TEST_KEY".into());
+        let client = client_with_key(config, Some(key));
+        let error = client
+            .complete(
+                &request(),
+                CallContext::new(Role::Implementer),
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(error.attempts, 2);
+        let shown = format!("{error} {error:?}");
+        assert!(!shown.contains(key), "{shown}");
+        assert!(shown.contains("bad key [redacted]"), "{shown}");
+    }
+}
+
+#[tokio::test]
+async fn a_stream_fault_on_a_plain_request_is_refused_by_the_fake() {
+    let entry = fault(Fault::Cut { after_chunks: 1 });
+    let (result, _, _) = run(Provider::Openai, false, vec![entry], |_| {}).await;
+    let message = failure(&result).to_string();
+    assert!(message.contains("needs a streaming request"), "{message}");
+    let late = fault(Fault::Cut { after_chunks: 500 });
+    let (result, _, _) = run(Provider::Anthropic, true, vec![late], |_| {}).await;
+    let message = failure(&result).to_string();
+    assert!(message.contains("fires after 500 frames"), "{message}");
 }

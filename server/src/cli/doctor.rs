@@ -81,8 +81,9 @@ pub async fn report(root: &Path) -> Report {
             key_env: model.api_key_env.clone(),
             key_set: model
                 .api_key_env
-                .as_ref()
-                .is_some_and(|var| std::env::var_os(var).is_some_and(|v| !v.is_empty())),
+                .as_deref()
+                .and_then(crate::model::Secret::from_env)
+                .is_some(),
         })
         .collect();
     if problems.is_empty() && config.models.is_empty() {

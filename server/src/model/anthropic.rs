@@ -17,7 +17,8 @@ pub fn url(base_url: &str) -> String {
     format!("{base}/v1/messages")
 }
 
-/// The request body. Consecutive tool results travel in one user message, as the API requires.
+/// The request body. Consecutive tool results travel in one user message, first in it, as the
+/// API requires; text blocks that are empty or blank are left out (the API refuses them).
 pub fn body(model: &ModelConfig, request: &ChatRequest, stream: bool) -> Value {
     let mut messages: Vec<Value> = Vec::new();
     let mut push = |role: &str, block: Value| {
@@ -25,31 +26,45 @@ pub fn body(model: &ModelConfig, request: &ChatRequest, stream: bool) -> Value {
             && last["role"] == role
             && let Some(content) = last["content"].as_array_mut()
         {
-            content.push(block);
+            if block["type"] == "tool_result" {
+                // Tool results come before any other block of the message.
+                let at = content
+                    .iter()
+                    .position(|b| b["type"] != "tool_result")
+                    .unwrap_or(content.len());
+                content.insert(at, block);
+            } else {
+                content.push(block);
+            }
             return;
         }
         messages.push(json!({"role": role, "content": [block]}));
     };
     for message in &request.messages {
         match message {
-            Message::User { content } => push("user", json!({"type": "text", "text": content})),
+            Message::User { content } => {
+                let text = if content.trim().is_empty() {
+                    "(no text)"
+                } else {
+                    content
+                };
+                push("user", json!({"type": "text", "text": text}));
+            }
             Message::Assistant {
                 content,
                 tool_calls,
             } => {
-                if !content.is_empty() {
+                if !content.trim().is_empty() {
                     push("assistant", json!({"type": "text", "text": content}));
                 }
                 for call in tool_calls {
-                    let input = if call.invalid_arguments.is_some() || !call.arguments.is_object() {
-                        json!({})
-                    } else {
-                        call.arguments.clone()
-                    };
                     push(
                         "assistant",
-                        json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}),
+                        json!({"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments_for_history()}),
                     );
+                }
+                if content.trim().is_empty() && tool_calls.is_empty() {
+                    push("assistant", json!({"type": "text", "text": "(no text)"}));
                 }
             }
             Message::Tool {
@@ -64,11 +79,13 @@ pub fn body(model: &ModelConfig, request: &ChatRequest, stream: bool) -> Value {
     }
     let mut body = json!({
         "model": model.model,
-        "system": request.system,
         "messages": messages,
         "max_tokens": request.max_tokens.unwrap_or(model.max_tokens),
         "stream": stream,
     });
+    if !request.system.trim().is_empty() {
+        body["system"] = json!(request.system);
+    }
     if !request.tools.is_empty() {
         body["tools"] = request
             .tools
@@ -81,7 +98,7 @@ pub fn body(model: &ModelConfig, request: &ChatRequest, stream: bool) -> Value {
 
 /// Reads `{"type": "error", "error": {"type", "message"}}`.
 pub fn error_details(body: &Value) -> Option<(String, Option<String>)> {
-    let error = body.get("error")?;
+    let error = body.get("error").filter(|e| !e.is_null())?;
     let message = error
         .get("message")
         .and_then(Value::as_str)
@@ -407,6 +424,12 @@ mod tests {
                     content: "B".into(),
                     is_error: true,
                 },
+                Message::user("and a note after the results"),
+                Message::Assistant {
+                    content: "\n\n".into(),
+                    tool_calls: vec![call("c")],
+                },
+                Message::user(""),
             ],
             tools: vec![],
             max_tokens: None,
@@ -418,9 +441,20 @@ mod tests {
             .iter()
             .map(|m| m["role"].as_str().unwrap())
             .collect();
-        assert_eq!(roles, ["user", "assistant", "user"]);
-        assert_eq!(body["messages"][1]["content"].as_array().unwrap().len(), 3);
-        assert_eq!(body["messages"][2]["content"][1]["is_error"], true);
+        assert_eq!(roles, ["user", "assistant", "user", "assistant", "user"]);
+        let assistant = &body["messages"][1]["content"];
+        assert_eq!(assistant.as_array().unwrap().len(), 3);
+        assert_eq!(
+            assistant[1],
+            json!({"type": "tool_use", "id": "a", "name": "read_file", "input": {"path": "a"}})
+        );
+        let results = &body["messages"][2]["content"];
+        assert_eq!(results[0]["type"], "tool_result");
+        assert_eq!(results[1]["is_error"], true);
+        assert_eq!(results[2]["type"], "text", "text after the tool results");
+        // A blank text beside a tool call is left out; an empty user message gets a placeholder.
+        assert_eq!(body["messages"][3]["content"].as_array().unwrap().len(), 1);
+        assert_eq!(body["messages"][4]["content"][0]["text"], "(no text)");
         assert_eq!(body["system"], "sys");
         assert_eq!(
             url("https://api.anthropic.com"),

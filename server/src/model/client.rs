@@ -1,8 +1,8 @@
 //! `ModelClient`: one configured model over HTTP, with retries, timeouts, cancellation and a
 //! limit on concurrent requests to its endpoint. Both wire protocols share this path.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -14,13 +14,15 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::error::{CallError, Failure, TimeoutPhase, parse_retry_after, redact};
+use super::error::{CallError, Failure, TimeoutPhase, parse_retry_after, redact, shorten};
 use super::types::{CallContext, ChatRequest, Completion, Parsed, Usage, estimate_tokens};
 use super::{anthropic, openai};
 use crate::config::{ModelConfig, Provider};
 
 /// Error bodies longer than this are cut before they reach a message.
 const MAX_ERROR_BODY: usize = 16 * 1024;
+/// A non-streamed response larger than this is not a chat completion.
+const MAX_RESPONSE_BODY: usize = 64 * 1024 * 1024;
 /// The longest backoff between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -79,6 +81,9 @@ impl ModelClient {
     ) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs_f64(config.connect_timeout_s))
+            // A redirect would turn the POST into a GET, and could carry the key to another
+            // host: it is reported instead, with where it pointed.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("pitcrew/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| format!("cannot build an HTTP client: {err}"))?;
@@ -92,6 +97,11 @@ impl ModelClient {
 
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// The limit on requests in flight to this model's endpoint.
+    pub fn limiter(&self) -> &Arc<Semaphore> {
+        &self.limiter
     }
 
     /// The key, if the endpoint needs one; a missing one fails the call before any request.
@@ -115,14 +125,22 @@ impl ModelClient {
     ) -> Result<Completion, CallError> {
         let started = Instant::now();
         let attempts = AtomicU32::new(0);
-        let error = |failure: Failure, attempts: &AtomicU32| CallError {
+        // Why the retry loop stopped, when it stopped on a retryable failure.
+        let gave_up: Mutex<Option<String>> = Mutex::new(None);
+        let last_failure: Mutex<Option<Failure>> = Mutex::new(None);
+        let error = |failure: Failure, gave_up: String, attempts: &AtomicU32| CallError {
             model_name: self.config.name.clone(),
             model: self.config.model.clone(),
             failure,
+            gave_up,
             attempts: attempts.load(Ordering::SeqCst),
             elapsed_ms: started.elapsed().as_millis() as u64,
         };
-        let key = self.key().map_err(|failure| error(failure, &attempts))?;
+        let key = self.key().map_err(|failure| {
+            let why = not_retried(&failure);
+            error(failure, why, &attempts)
+        })?;
+        let secret = key.as_ref().map(Secret::expose);
         let stream = self.config.stream;
         let body = match self.config.provider {
             Provider::Openai => openai::body(&self.config, request, stream),
@@ -140,23 +158,54 @@ impl ModelClient {
             .with_max_times(self.config.max_retries as usize);
         let attempt = || async {
             attempts.fetch_add(1, Ordering::SeqCst);
-            self.attempt(&body, key.as_ref(), deadline).await
+            let result = self
+                .attempt(&body, key.as_ref(), deadline)
+                .await
+                .map_err(|failure| failure.redacted(secret));
+            if let Err(failure) = &result {
+                *lock(&last_failure) = Some(failure.clone());
+            }
+            result
         };
         let retrying = attempt
             .retry(backoff)
             .sleep(tokio::time::sleep)
             .when(Failure::is_retryable)
             .adjust(|failure, delay| {
-                // `None` means out of retries.
-                let delay = delay?;
+                let stop = |why: String| {
+                    *lock(&gave_up) = Some(why);
+                    None
+                };
+                let Some(delay) = delay else {
+                    return stop(format!(
+                        "gave up: no retries left (max_retries = {})",
+                        self.config.max_retries
+                    ));
+                };
+                // Jitter can double backon's delay; keep it under the ceiling.
+                let delay = delay.min(MAX_BACKOFF);
                 let wait = match failure.retry_after() {
-                    // Longer than we are willing to wait: fail now and say so.
-                    Some(wait) if wait > cap => return None,
-                    Some(wait) => wait,
+                    Some(wait) if wait > cap => {
+                        return stop(format!(
+                            "not retried: the provider asked to wait {:.0} s, more than \
+                             retry_after_cap_s = {:.0} s",
+                            wait.as_secs_f64(),
+                            cap.as_secs_f64()
+                        ));
+                    }
+                    // Never sooner than asked; a little later, so that parallel agents on
+                    // one endpoint do not all come back at the same instant.
+                    Some(wait) => (wait + jitter(wait / 10)).max(delay),
                     None => delay,
                 };
-                // Waiting past the call's deadline would only end in a timeout.
-                (Instant::now() + wait < deadline).then_some(wait)
+                if Instant::now() + wait >= deadline {
+                    return stop(format!(
+                        "gave up: no time left to wait {} ms before request_timeout_s = {} s",
+                        wait.as_millis(),
+                        self.config.request_timeout_s
+                    ));
+                }
+                Some(wait)
             })
             .notify(|failure, wait| {
                 tracing::warn!(
@@ -168,15 +217,25 @@ impl ModelClient {
                 );
             });
 
-        let parsed = tokio::select! {
+        let outcome = tokio::select! {
             biased;
-            () = cancel.cancelled() => Err(Failure::Cancelled),
+            () = cancel.cancelled() => Err((Failure::Cancelled, "not retried: cancelled".to_owned())),
             result = tokio::time::timeout_at(deadline, retrying) => match result {
-                Ok(result) => result,
-                Err(_) => Err(Failure::Timeout { phase: TimeoutPhase::Total, after_ms: total.as_millis() as u64 }),
+                Ok(Ok(parsed)) => Ok(parsed),
+                Ok(Err(failure)) => {
+                    let why = lock(&gave_up).take().unwrap_or_else(|| not_retried(&failure));
+                    Err((failure, why))
+                }
+                Err(_) => {
+                    let why = match lock(&last_failure).take() {
+                        Some(last) => format!("gave up at the deadline; the attempt before failed with: {last}"),
+                        None => "gave up at the deadline".to_owned(),
+                    };
+                    Err((Failure::Timeout { phase: TimeoutPhase::Total, after_ms: total.as_millis() as u64 }, why))
+                }
             },
-        }
-        .map_err(|failure| error(failure, &attempts))?;
+        };
+        let parsed = outcome.map_err(|(failure, why)| error(failure, why, &attempts))?;
 
         let usage = self.usage(request, &parsed);
         Ok(Completion {
@@ -224,23 +283,39 @@ impl ModelClient {
         };
 
         let status = response.status();
+        let idle = Duration::from_secs_f64(self.config.idle_timeout_s);
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("nowhere")
+                .to_owned();
+            return Err(Failure::Status {
+                status: status.as_u16(),
+                message: format!(
+                    "the endpoint redirects to {location}; set base_url to the final address"
+                ),
+                code: None,
+                retry_after: None,
+            });
+        }
         if !status.is_success() {
             let headers = response.headers().clone();
-            let body = read_error_body(response, deadline).await;
+            let body = read_body(response, idle, deadline, MAX_ERROR_BODY)
+                .await
+                .unwrap_or_default();
             return Err(self.http_failure(status.as_u16(), &headers, &body, key));
         }
 
-        if !self.config.stream {
-            let bytes = match tokio::time::timeout_at(deadline, response.bytes()).await {
-                Err(_) => {
-                    return Err(Failure::Timeout {
-                        phase: TimeoutPhase::Total,
-                        after_ms: deadline.duration_since(attempt_started).as_millis() as u64,
-                    });
-                }
-                Ok(Err(err)) => return Err(transport_failure(&err)),
-                Ok(Ok(bytes)) => bytes,
-            };
+        // Some proxies ignore `stream` and answer with one JSON body; read it as such.
+        let is_json = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !self.config.stream || is_json {
+            let bytes = read_body(response, idle, deadline, MAX_RESPONSE_BODY).await?;
             let value: Value =
                 serde_json::from_slice(&bytes).map_err(|err| Failure::Malformed {
                     message: format!("the response is not JSON ({err})"),
@@ -251,7 +326,6 @@ impl ModelClient {
             };
         }
 
-        let idle = Duration::from_secs_f64(self.config.idle_timeout_s);
         let mut events = response.bytes_stream().eventsource();
         let mut state = match self.config.provider {
             Provider::Openai => StreamState::Openai(openai::StreamState::default()),
@@ -263,10 +337,20 @@ impl ModelClient {
                 (first_byte_by, TimeoutPhase::FirstByte, first_byte_ms)
             } else {
                 (
-                    (Instant::now() + idle).min(deadline),
+                    Instant::now() + idle,
                     TimeoutPhase::Idle,
                     idle.as_millis() as u64,
                 )
+            };
+            // When the call's deadline comes first, that is what ran out.
+            let (until, phase, after_ms) = if until >= deadline {
+                (
+                    deadline,
+                    TimeoutPhase::Total,
+                    self.config.request_timeout_s as u64 * 1000,
+                )
+            } else {
+                (until, phase, after_ms)
             };
             let event = match tokio::time::timeout_at(until, events.next()).await {
                 Err(_) => return Err(Failure::Timeout { phase, after_ms }),
@@ -295,8 +379,11 @@ impl ModelClient {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let sensitive = |value: String| {
-            let mut value = HeaderValue::from_str(&value).map_err(|_| Failure::MissingKey {
-                variable: self.config.api_key_env.clone().unwrap_or_default(),
+            let mut value = HeaderValue::from_str(&value).map_err(|_| Failure::Malformed {
+                message: format!(
+                    "the key in ${} has characters that cannot be sent in an HTTP header",
+                    self.config.api_key_env.as_deref().unwrap_or("?")
+                ),
             })?;
             value.set_sensitive(true);
             Ok::<_, Failure>(value)
@@ -349,7 +436,7 @@ impl ModelClient {
             };
             (text, None)
         });
-        let message = redact(&message, key.map(Secret::expose));
+        let message = shorten(&redact(&message, key.map(Secret::expose)));
         let quota = match self.config.provider {
             Provider::Openai => openai::is_quota(code.as_deref(), &message),
             Provider::Anthropic => anthropic::is_quota(&message),
@@ -438,16 +525,67 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     message
 }
 
-/// Reads at most `MAX_ERROR_BODY` bytes of an error response, without waiting past `deadline`.
-async fn read_error_body(response: reqwest::Response, deadline: Instant) -> Vec<u8> {
+/// Reads a response body of at most `limit` bytes, allowing at most `idle` between chunks and
+/// never going past `deadline`.
+async fn read_body(
+    response: reqwest::Response,
+    idle: Duration,
+    deadline: Instant,
+    limit: usize,
+) -> Result<Vec<u8>, Failure> {
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
-    while body.len() < MAX_ERROR_BODY {
-        match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(Some(Ok(chunk))) => body.extend_from_slice(&chunk),
-            _ => break,
+    loop {
+        let until = (Instant::now() + idle).min(deadline);
+        match tokio::time::timeout_at(until, stream.next()).await {
+            Err(_) if until >= deadline => {
+                return Err(Failure::Timeout {
+                    phase: TimeoutPhase::Total,
+                    after_ms: 0,
+                });
+            }
+            Err(_) => {
+                return Err(Failure::Timeout {
+                    phase: TimeoutPhase::Idle,
+                    after_ms: idle.as_millis() as u64,
+                });
+            }
+            Ok(None) => return Ok(body),
+            Ok(Some(Err(err))) => return Err(transport_failure(&err)),
+            Ok(Some(Ok(chunk))) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > limit {
+                    body.truncate(limit);
+                    return Ok(body);
+                }
+            }
         }
     }
-    body.truncate(MAX_ERROR_BODY);
-    body
+}
+
+/// Why a failure that is not retryable was not retried.
+fn not_retried(failure: &Failure) -> String {
+    let why = match failure {
+        Failure::Quota { .. } => "out of quota or over a spending limit; waiting will not help",
+        Failure::Status { status, .. } if (300..400).contains(status) => {
+            "a redirect is not followed"
+        }
+        Failure::Status { .. } => "the provider refused the request itself",
+        Failure::InBand { .. } => "the provider refused the request itself",
+        Failure::MissingKey { .. } => "no key to send",
+        Failure::Malformed { .. } => "the request cannot be sent",
+        Failure::Cancelled => "cancelled",
+        Failure::Timeout { .. } => "the call's deadline has passed",
+        Failure::Connect { .. } | Failure::CutStream { .. } => "retries are used up",
+    };
+    format!("not retried: {why}")
+}
+
+/// A random wait between zero and `up_to`.
+fn jitter(up_to: Duration) -> Duration {
+    up_to.mul_f64(fastrand::f64())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

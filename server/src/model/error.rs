@@ -102,6 +102,42 @@ impl Failure {
         }
     }
 
+    /// The same failure with `secret` removed from every message it carries.
+    pub fn redacted(self, secret: Option<&str>) -> Self {
+        let clean = |text: String| redact(&text, secret);
+        match self {
+            Failure::Status {
+                status,
+                message,
+                code,
+                retry_after,
+            } => Failure::Status {
+                status,
+                message: clean(message),
+                code,
+                retry_after,
+            },
+            Failure::Quota { status, message } => Failure::Quota {
+                status,
+                message: clean(message),
+            },
+            Failure::Connect { message } => Failure::Connect {
+                message: clean(message),
+            },
+            Failure::CutStream { message } => Failure::CutStream {
+                message: clean(message),
+            },
+            Failure::InBand { message, code } => Failure::InBand {
+                message: clean(message),
+                code,
+            },
+            Failure::Malformed { message } => Failure::Malformed {
+                message: clean(message),
+            },
+            other => other,
+        }
+    }
+
     /// The HTTP status, for failures that have one.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -125,8 +161,14 @@ impl fmt::Display for Failure {
                     write!(f, " ({code})")?;
                 }
                 write!(f, ": {message}")?;
-                if let Some(wait) = retry_after {
-                    write!(f, " [asked to retry after {:.1} s]", wait.as_secs_f64())?;
+                match retry_after {
+                    Some(wait) if *wait < Duration::from_secs(1) => {
+                        write!(f, " [asked to retry after {} ms]", wait.as_millis())?;
+                    }
+                    Some(wait) => {
+                        write!(f, " [asked to retry after {:.1} s]", wait.as_secs_f64())?;
+                    }
+                    None => {}
                 }
                 Ok(())
             }
@@ -163,13 +205,15 @@ impl fmt::Display for Failure {
     }
 }
 
-/// A failed call: the last failure, and what was tried.
+/// A failed call: the last failure, why pitcrew stopped trying, and what was tried.
 #[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
-#[error("model `{model_name}` ({model}): {failure} (after {attempts} attempt{s} in {elapsed_ms} ms)", s = if *attempts == 1 { "" } else { "s" })]
+#[error("model `{model_name}` ({model}): {failure}; {gave_up} (after {attempts} attempt{s} in {elapsed_ms} ms)", s = if *attempts == 1 { "" } else { "s" })]
 pub struct CallError {
     pub model_name: String,
     pub model: String,
     pub failure: Failure,
+    /// Why there was no further attempt ("not retried: ...", "gave up: ...").
+    pub gave_up: String,
     pub attempts: u32,
     pub elapsed_ms: u64,
 }
@@ -187,16 +231,32 @@ pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
         && ms.is_finite()
         && ms >= 0.0
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        // A value too large for a Duration is simply longer than any cap.
+        return Some(Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::MAX));
     }
     let value = header("retry-after")?;
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+        return (seconds.is_finite() && seconds >= 0.0)
+            .then(|| Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX));
     }
     let when = httpdate::parse_http_date(value).ok()?;
     Some(
         when.duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// Cuts a provider's message (a proxy's HTML page, say) to a readable length.
+pub fn shorten(text: &str) -> String {
+    const LIMIT: usize = 500;
+    let text = text.trim();
+    if text.chars().count() <= LIMIT {
+        return text.to_owned();
+    }
+    let cut: String = text.chars().take(LIMIT).collect();
+    format!(
+        "{cut}... [{} more characters]",
+        text.chars().count() - LIMIT
     )
 }
 

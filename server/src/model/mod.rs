@@ -76,3 +76,36 @@ impl Models {
         self.clients.values()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Source, SourceKind, SourceText, load_sources};
+
+    #[test]
+    fn models_on_one_endpoint_share_the_smallest_limit() {
+        let text = "[models.a]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodel = \"x\"\nmax_concurrent = 5\n\
+                    [models.b]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodel = \"y\"\nmax_concurrent = 3\n\
+                    [models.c]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:2/v1\"\nmodel = \"z\"\nmax_concurrent = 7\n\
+                    [roles]\nplanner = \"b\"\nimplementer = \"a\"\nreviewer = \"c\"\ndebugger = \"a\"\nintegrator = \"a\"\n";
+        let config = load_sources(&[Source {
+            kind: SourceKind::WorkspaceFile,
+            content: SourceText::Toml {
+                path: "pitcrew.toml".into(),
+                text: text.into(),
+            },
+        }])
+        .config
+        .unwrap();
+        let models = Models::from_config(&config).unwrap();
+        let a = models.by_name("a").unwrap();
+        let b = models.by_name("b").unwrap();
+        let c = models.by_name("c").unwrap();
+        assert!(Arc::ptr_eq(a.limiter(), b.limiter()));
+        assert_eq!(a.limiter().available_permits(), 3);
+        assert!(!Arc::ptr_eq(a.limiter(), c.limiter()));
+        assert_eq!(c.limiter().available_permits(), 7);
+        assert_eq!(models.for_role(Role::Planner).unwrap().config().name, "b");
+        assert_eq!(models.for_role(Role::Reviewer).unwrap().config().name, "c");
+    }
+}

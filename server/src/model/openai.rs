@@ -34,7 +34,7 @@ pub fn body(model: &ModelConfig, request: &ChatRequest, stream: bool) -> Value {
                             json!({
                                 "id": call.id,
                                 "type": "function",
-                                "function": {"name": call.name, "arguments": raw_arguments(call)},
+                                "function": {"name": call.name, "arguments": call.arguments_for_history().to_string()},
                             })
                         })
                         .collect();
@@ -42,8 +42,18 @@ pub fn body(model: &ModelConfig, request: &ChatRequest, stream: bool) -> Value {
                 m
             }
             Message::Tool {
-                call_id, content, ..
-            } => json!({"role": "tool", "tool_call_id": call_id, "content": content}),
+                call_id,
+                content,
+                is_error,
+            } => {
+                // The format has no error flag; say it in the content.
+                let content = if *is_error {
+                    format!("Error: {content}")
+                } else {
+                    content.clone()
+                };
+                json!({"role": "tool", "tool_call_id": call_id, "content": content})
+            }
         });
     }
     let max_tokens = request.max_tokens.unwrap_or(model.max_tokens);
@@ -76,17 +86,10 @@ pub fn body(model: &ModelConfig, request: &ChatRequest, stream: bool) -> Value {
     body
 }
 
-fn raw_arguments(call: &ToolCall) -> String {
-    match &call.arguments {
-        Value::String(raw) if call.invalid_arguments.is_some() => raw.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// Reads `{"error": {"message", "type", "code"}}`, the shape every compatible server uses for
 /// errors (some put a bare string in `error`).
 pub fn error_details(body: &Value) -> Option<(String, Option<String>)> {
-    let error = body.get("error")?;
+    let error = body.get("error").filter(|e| !e.is_null())?;
     if let Some(message) = error.as_str() {
         return Some((message.to_owned(), None));
     }
@@ -108,8 +111,10 @@ pub fn error_details(body: &Value) -> Option<(String, Option<String>)> {
 
 /// Whether an error response means the account is out of money rather than busy.
 pub fn is_quota(code: Option<&str>, message: &str) -> bool {
-    code == Some("insufficient_quota")
-        || message.contains("exceeded your current quota")
+    matches!(
+        code,
+        Some("insufficient_quota" | "billing_not_active" | "billing_hard_limit_reached")
+    ) || message.contains("exceeded your current quota")
         || message.contains("insufficient_quota")
 }
 
@@ -207,7 +212,7 @@ impl StreamState {
             return Err(Failure::InBand { message, code });
         }
         if chunk.get("choices").is_none()
-            && let Some(code) = chunk.get("code")
+            && let Some(code) = chunk.get("code").filter(|c| !c.is_null())
         {
             return Err(Failure::InBand {
                 message: chunk["message"].as_str().unwrap_or("no message").to_owned(),
@@ -412,6 +417,105 @@ mod tests {
     fn malformed_chunks_are_named() {
         let error = stream(&["{not json"]).unwrap_err();
         assert!(matches!(error, Failure::Malformed { .. }));
+    }
+
+    #[test]
+    fn null_error_fields_are_not_errors() {
+        let parsed = stream(&[
+            r#"{"error":null,"code":null,"choices":[{"delta":{"content":"fine"}}]}"#,
+            "[DONE]",
+        ])
+        .unwrap();
+        assert_eq!(parsed.text, "fine");
+    }
+
+    fn model(base_url: &str) -> ModelConfig {
+        ModelConfig {
+            name: "m".into(),
+            provider: crate::config::Provider::Openai,
+            base_url: base_url.into(),
+            model: "gpt-test".into(),
+            api_key_env: None,
+            max_concurrent: 1,
+            max_tokens: 100,
+            stream: true,
+            max_retries: 0,
+            retry_base_delay_s: 0.1,
+            retry_after_cap_s: 60.0,
+            connect_timeout_s: 1.0,
+            first_byte_timeout_s: 1.0,
+            idle_timeout_s: 1.0,
+            request_timeout_s: 1.0,
+            price: None,
+        }
+    }
+
+    #[test]
+    fn request_bodies_carry_history_in_openai_shape() {
+        let request = ChatRequest {
+            system: "sys".into(),
+            messages: vec![
+                Message::user("go"),
+                Message::Assistant {
+                    content: String::new(),
+                    tool_calls: vec![
+                        ToolCall::from_raw("c1".into(), "read_file".into(), r#"{"path":"a"}"#),
+                        ToolCall::from_raw("c2".into(), "write_file".into(), r#"{"pa"#),
+                    ],
+                },
+                Message::Tool {
+                    call_id: "c1".into(),
+                    content: "A".into(),
+                    is_error: false,
+                },
+                Message::Tool {
+                    call_id: "c2".into(),
+                    content: "arguments are not valid JSON".into(),
+                    is_error: true,
+                },
+            ],
+            tools: vec![crate::model::ToolSpec {
+                name: "read_file".into(),
+                description: "read".into(),
+                input_schema: json!({"type": "object"}),
+            }],
+            max_tokens: None,
+        };
+        let streamed = body(&model("http://127.0.0.1:1/v1"), &request, true);
+        assert_eq!(
+            streamed["messages"][0],
+            json!({"role": "system", "content": "sys"})
+        );
+        let assistant = &streamed["messages"][2];
+        assert_eq!(
+            assistant["content"],
+            Value::Null,
+            "no text beside tool calls"
+        );
+        assert_eq!(assistant["tool_calls"][0]["type"], "function");
+        assert_eq!(
+            assistant["tool_calls"][0]["function"]["arguments"],
+            r#"{"path":"a"}"#
+        );
+        assert_eq!(
+            assistant["tool_calls"][1]["function"]["arguments"], "{}",
+            "invalid arguments go back as {{}}"
+        );
+        assert_eq!(streamed["messages"][3]["tool_call_id"], "c1");
+        assert_eq!(
+            streamed["messages"][4]["content"],
+            "Error: arguments are not valid JSON"
+        );
+        assert_eq!(
+            streamed["tools"][0]["function"]["parameters"],
+            json!({"type": "object"})
+        );
+        assert_eq!(streamed["stream_options"], json!({"include_usage": true}));
+        assert_eq!(streamed["max_tokens"], 100);
+        let plain = body(&model("https://api.openai.com/v1"), &request, false);
+        assert!(plain.get("stream_options").is_none());
+        assert_eq!(plain["max_completion_tokens"], 100);
+        assert!(plain.get("max_tokens").is_none());
     }
 
     #[test]

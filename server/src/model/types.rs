@@ -29,6 +29,17 @@ pub struct ToolCall {
 }
 
 impl ToolCall {
+    /// The arguments to send back to a provider in the conversation history: the JSON the model
+    /// wrote, or `{}` when it was not valid (servers reject invalid history; the tool result
+    /// tells the model what was wrong).
+    pub fn arguments_for_history(&self) -> Value {
+        if self.invalid_arguments.is_some() || !self.arguments.is_object() {
+            Value::Object(Default::default())
+        } else {
+            self.arguments.clone()
+        }
+    }
+
     /// Builds a call from the raw argument text a provider streamed.
     pub fn from_raw(id: String, name: String, raw_arguments: &str) -> Self {
         let raw = raw_arguments.trim();
@@ -184,13 +195,15 @@ pub(crate) struct Parsed {
 
 impl Parsed {
     /// The stop reason, read leniently: a response with tool calls stopped for them, whatever
-    /// the provider says (Ollama says `stop`; proxies say `""`).
+    /// the provider says (Ollama says `stop`; proxies say `""`), unless it ran out of tokens.
     pub fn stop_reason(&self) -> StopReason {
+        if matches!(self.stop.as_deref(), Some("length" | "max_tokens")) {
+            return StopReason::MaxTokens;
+        }
         if !self.tool_calls.is_empty() {
             return StopReason::ToolUse;
         }
         match self.stop.as_deref() {
-            Some("length" | "max_tokens") => StopReason::MaxTokens,
             Some("tool_calls" | "tool_use" | "function_call") => StopReason::ToolUse,
             None | Some("" | "stop" | "end_turn" | "stop_sequence") => StopReason::EndTurn,
             Some(other) => StopReason::Other(other.to_owned()),
@@ -217,6 +230,20 @@ mod tests {
         let broken = ToolCall::from_raw("3".into(), "write_file".into(), r#"{"path":"#);
         assert_eq!(broken.arguments, Value::String(r#"{"path":"#.into()));
         assert!(broken.invalid_arguments.unwrap().contains("not valid JSON"));
+    }
+
+    #[test]
+    fn running_out_of_tokens_wins_over_a_tool_call() {
+        let cut_short = Parsed {
+            tool_calls: vec![ToolCall::from_raw(
+                "1".into(),
+                "write_file".into(),
+                r#"{"pa"#,
+            )],
+            stop: Some("length".into()),
+            ..Parsed::default()
+        };
+        assert_eq!(cut_short.stop_reason(), StopReason::MaxTokens);
     }
 
     #[test]

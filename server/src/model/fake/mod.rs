@@ -316,8 +316,28 @@ impl Conn {
     }
 
     async fn write_chunk(&mut self, data: &str) -> bool {
-        let chunk = format!("{:x}\r\n{data}\r\n", data.len());
-        self.writer.write_all(chunk.as_bytes()).await.is_ok() && self.writer.flush().await.is_ok()
+        self.write_chunk_bytes(data.as_bytes()).await
+    }
+
+    async fn write_chunk_bytes(&mut self, data: &[u8]) -> bool {
+        // An empty chunk would end the body.
+        if data.is_empty() {
+            return true;
+        }
+        let mut chunk = format!("{:x}\r\n", data.len()).into_bytes();
+        chunk.extend_from_slice(data);
+        chunk.extend_from_slice(b"\r\n");
+        self.writer.write_all(&chunk).await.is_ok() && self.writer.flush().await.is_ok()
+    }
+
+    /// Writes `data` as several HTTP chunks cut every few bytes, UTF-8 characters included.
+    async fn write_split(&mut self, data: &str) -> bool {
+        for piece in data.as_bytes().chunks(5) {
+            if !self.write_chunk_bytes(piece).await {
+                return false;
+            }
+        }
+        true
     }
 
     async fn end_stream(&mut self) -> bool {
@@ -508,6 +528,7 @@ async fn model_request(
             retry_after_ms,
             message,
             code,
+            ..
         }) => Some((
             *status,
             retry_after.clone(),
@@ -558,6 +579,14 @@ async fn model_request(
         if let Some(ms) = retry_after_ms {
             headers.push(("retry-after-ms", ms.to_string()));
         }
+        let extra: Vec<(String, String)> = match &entry.fault {
+            Some(Fault::Status { headers, .. }) => headers.clone().into_iter().collect(),
+            _ => Vec::new(),
+        };
+        let headers: Vec<(&str, String)> = headers
+            .into_iter()
+            .chain(extra.iter().map(|(k, v)| (k.as_str(), v.clone())))
+            .collect();
         let error = render::error_body(protocol, &message, &code);
         return conn
             .respond_json(status, &headers, &error)
@@ -601,7 +630,36 @@ async fn model_request(
         quirks: entry.quirks.clone(),
     };
 
-    if !facts.stream {
+    let frames = if protocol == "anthropic" {
+        render::anthropic_stream(&answer, defaults.chunk_size)
+    } else {
+        render::openai_stream(&answer, defaults.chunk_size)
+    };
+    // A stream fault that cannot fire would let a test pass for the wrong reason.
+    if let Some(after) = entry.fault.as_ref().and_then(Fault::after_chunks) {
+        let problem = if !facts.stream || entry.quirks.contains(&Quirk::IgnoreStream) {
+            Some("needs a streaming request".to_owned())
+        } else if after >= frames.len() {
+            Some(format!(
+                "fires after {after} frames, but this answer has only {}",
+                frames.len()
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            let message = format!(
+                "fake-model: the scripted {} fault of entry {} {problem}",
+                entry.fault.as_ref().map(Fault::label).unwrap_or("?"),
+                state.lock_requests()[index].matched.unwrap_or_default()
+            );
+            tracing::warn!("{message}");
+            let error = render::error_body(protocol, &message, "invalid_request_error");
+            return conn.respond_json(400, &[], &error).await.then_some(conn);
+        }
+    }
+
+    if !facts.stream || entry.quirks.contains(&Quirk::IgnoreStream) {
         let body = if protocol == "anthropic" {
             render::anthropic_complete(&answer)
         } else {
@@ -610,11 +668,15 @@ async fn model_request(
         return conn.respond_json(200, &[], &body).await.then_some(conn);
     }
 
-    let frames = if protocol == "anthropic" {
-        render::anthropic_stream(&answer, defaults.chunk_size)
+    let frames: Vec<String> = if entry.quirks.contains(&Quirk::CrlfAndComments) {
+        frames
+            .iter()
+            .map(|frame| format!(": keep-alive\r\n{}", frame.replace('\n', "\r\n")))
+            .collect()
     } else {
-        render::openai_stream(&answer, defaults.chunk_size)
+        frames
     };
+    let split = entry.quirks.contains(&Quirk::SplitChunks);
     if !conn.start_stream().await {
         state.mark_disconnected(index);
         return None;
@@ -678,7 +740,12 @@ async fn model_request(
             state.mark_disconnected(index);
             return None;
         }
-        if !conn.write_chunk(frame).await {
+        let written = if split {
+            conn.write_split(frame).await
+        } else {
+            conn.write_chunk(frame).await
+        };
+        if !written {
             state.mark_disconnected(index);
             return None;
         }

@@ -115,6 +115,9 @@ pub enum Fault {
         retry_after_ms: Option<u64>,
         message: Option<String>,
         code: Option<String>,
+        /// More response headers (`location` for a redirect, say).
+        #[serde(default)]
+        headers: std::collections::BTreeMap<String, String>,
     },
     /// 429 rate limited.
     RateLimit {
@@ -145,6 +148,18 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// The SSE frame after which a stream fault fires, for faults that need a stream.
+    pub fn after_chunks(&self) -> Option<usize> {
+        match self {
+            Fault::Cut { after_chunks }
+            | Fault::EndEarly { after_chunks }
+            | Fault::InBand { after_chunks, .. }
+            | Fault::Stall { after_chunks, .. }
+            | Fault::Malformed { after_chunks } => Some(*after_chunks),
+            _ => None,
+        }
+    }
+
     pub fn label(&self) -> &'static str {
         match self {
             Fault::Status { .. } => "status",
@@ -177,6 +192,13 @@ pub enum Quirk {
     EmptyFinishReason,
     /// In-band errors as `{"code": .., "message": ..}` rather than `{"error": ..}`.
     InBandCode,
+    /// The SSE body sent in small HTTP chunks cut at arbitrary bytes (inside events, inside
+    /// UTF-8 characters), as proxies re-chunk streams.
+    SplitChunks,
+    /// SSE lines ended with CRLF, with `: keep-alive` comment lines between events.
+    CrlfAndComments,
+    /// A proxy that ignores `stream` and answers with one JSON body.
+    IgnoreStream,
 }
 
 impl Script {
