@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod git;
 pub mod lsp;
 pub mod model;
 pub mod text;

@@ -1,0 +1,212 @@
+//! Git as the coordination protocol: snapshots of what the user sees, a worktree and branch per
+//! task, commits, diffs, three-way merges, and applying results, all through git2 and none of it
+//! touching the user's working tree, index, HEAD or stash (except `apply`, which the user asks
+//! for, and which writes only files).
+//!
+//! The functions in the submodules are synchronous and take a `&git2::Repository`, so they are
+//! easy to test. `GitRepo` is the handle the rest of pitcrew uses: it opens a fresh
+//! `Repository` per operation on a blocking thread (a `Repository` is not `Sync`) and serialises
+//! the operations of one process on one repository.
+
+pub mod apply;
+pub mod commit;
+pub mod diff;
+pub mod merge;
+pub mod snapshot;
+pub mod worktree;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use git2::Repository;
+
+/// What went wrong in the git layer.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("{context}: {source}")]
+    Git {
+        context: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} is not inside a git repository")]
+    NotARepository(PathBuf),
+    #[error("invalid identifier {0:?}: use letters, digits, `.`, `_` and `-`")]
+    InvalidId(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("the git operation was interrupted: {0}")]
+    Interrupted(String),
+}
+
+pub type Result<T> = std::result::Result<T, GitError>;
+
+/// Adds context to git2 and io errors.
+pub(crate) trait Context<T> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> Context<T> for std::result::Result<T, git2::Error> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| GitError::Git {
+            context: context(),
+            source,
+        })
+    }
+}
+
+impl<T> Context<T> for std::result::Result<T, std::io::Error> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| GitError::Io {
+            context: context(),
+            source,
+        })
+    }
+}
+
+/// Checks that `id` can be part of a branch name and a directory name.
+pub fn check_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 100
+        && !id.starts_with(['.', '-'])
+        && !id.ends_with(".lock")
+        && !id.contains("..")
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(GitError::InvalidId(id.to_owned()))
+    }
+}
+
+/// The signature pitcrew commits with, whatever the user's configuration says.
+pub fn signature(role: &str) -> Result<git2::Signature<'static>> {
+    git2::Signature::now(&format!("pitcrew {role}"), "pitcrew@localhost")
+        .context(|| "making a signature".into())
+}
+
+/// A repository, as the rest of pitcrew uses it.
+#[derive(Debug, Clone)]
+pub struct GitRepo {
+    /// The main working tree.
+    workdir: PathBuf,
+    /// The common git directory (`.git` of the main working tree).
+    git_dir: PathBuf,
+    /// Serialises this process's operations on the repository.
+    lock: Arc<Mutex<()>>,
+}
+
+impl GitRepo {
+    /// Finds the repository containing `path`. Inside a linked worktree, it is the main one.
+    pub fn discover(path: &Path) -> Result<Self> {
+        let repo =
+            Repository::discover(path).map_err(|_| GitError::NotARepository(path.to_owned()))?;
+        let git_dir = repo.commondir().to_path_buf();
+        let main =
+            Repository::open(&git_dir).context(|| format!("opening {}", git_dir.display()))?;
+        let workdir = main
+            .workdir()
+            .map(Path::to_path_buf)
+            .or_else(|| git_dir.parent().map(Path::to_path_buf))
+            .ok_or_else(|| GitError::Refused("a bare repository has no working tree".into()))?;
+        Ok(Self {
+            workdir,
+            git_dir,
+            lock: Arc::new(Mutex::new(())),
+        })
+    }
+
+    pub fn workdir(&self) -> &Path {
+        &self.workdir
+    }
+
+    pub fn git_dir(&self) -> &Path {
+        &self.git_dir
+    }
+
+    /// `<git-dir>/pitcrew`: everything pitcrew keeps, outside the user's working tree.
+    pub fn state_dir(&self) -> PathBuf {
+        self.git_dir.join("pitcrew")
+    }
+
+    /// Opens the repository now, for synchronous use on the current thread.
+    pub fn open(&self) -> Result<Repository> {
+        Repository::open(&self.workdir).context(|| format!("opening {}", self.workdir.display()))
+    }
+
+    /// Runs `operation` on a blocking thread with a freshly opened repository, one operation of
+    /// this process at a time.
+    pub async fn run<T, F>(&self, operation: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Repository) -> Result<T> + Send + 'static,
+    {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _serial = this.lock.lock().unwrap_or_else(|p| p.into_inner());
+            let repo = this.open()?;
+            operation(&repo)
+        })
+        .await
+        .map_err(|err| GitError::Interrupted(err.to_string()))?
+    }
+}
+
+/// A repository-relative path with `/` separators, from a path that may be absolute.
+pub fn relative_path(workdir: &Path, path: &Path) -> Option<String> {
+    let relative = if path.is_absolute() {
+        path.strip_prefix(workdir).ok()?
+    } else {
+        path
+    };
+    let mut parts = Vec::new();
+    for component in relative.components() {
+        match component {
+            std::path::Component::Normal(part) => parts.push(part.to_str()?.to_owned()),
+            std::path::Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_safe_for_refs_and_paths() {
+        for good in ["t1", "plan-3", "a.b_c-9"] {
+            assert!(check_id(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "", "..", "a..b", ".hidden", "-x", "x.lock", "a/b", "a b", "ü",
+        ] {
+            assert!(check_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn relative_paths() {
+        let root = Path::new("/repo");
+        assert_eq!(
+            relative_path(root, Path::new("/repo/src/a.rs")).as_deref(),
+            Some("src/a.rs")
+        );
+        assert_eq!(
+            relative_path(root, Path::new("src/./a.rs")).as_deref(),
+            Some("src/a.rs")
+        );
+        assert_eq!(relative_path(root, Path::new("/elsewhere/a.rs")), None);
+        assert_eq!(relative_path(root, Path::new("../a.rs")), None);
+        assert_eq!(relative_path(root, Path::new("/repo")), None);
+    }
+}

@@ -1,0 +1,362 @@
+//! A worktree and branch per task, created, reused, locked, removed and recovered only by
+//! pitcrew and only its own.
+//!
+//! Task `t` of plan `p` works in `<git-dir>/pitcrew/worktrees/p-t` on branch `pitcrew/p/t`,
+//! registered with git as worktree `pitcrew-p-t` and locked while pitcrew uses it (so a user's
+//! `git worktree prune` leaves it alone). A marker file in git's admin directory says the
+//! creation finished; a worktree without it was cut short by a crash and is recreated.
+//! Nothing is deleted that might hold work: directories pitcrew cannot account for are moved to
+//! `<git-dir>/pitcrew/trash/`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use git2::{BranchType, Oid, Repository, WorktreeAddOptions, WorktreePruneOptions};
+
+use super::{Context, GitError, Result, check_id};
+
+/// Locks older than this, in pitcrew's worktrees and branches, were left by a dead process.
+pub const STALE_LOCK_AGE: Duration = Duration::from_secs(60);
+/// Trash older than this is deleted during recovery.
+const TRASH_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Written into git's admin directory for the worktree once creation has finished.
+const READY_MARKER: &str = "pitcrew-ready";
+const NAME_PREFIX: &str = "pitcrew-";
+
+/// A task's worktree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskWorktree {
+    /// The name git knows the worktree by.
+    pub name: String,
+    pub path: PathBuf,
+    /// The branch, without `refs/heads/`.
+    pub branch: String,
+    /// The branch's commit when the worktree was handed out.
+    pub head: Oid,
+    /// True when an existing worktree was reused rather than created.
+    pub reused: bool,
+}
+
+pub fn branch_name(plan: &str, task: &str) -> String {
+    format!("pitcrew/{plan}/{task}")
+}
+
+fn worktree_name(plan: &str, task: &str) -> String {
+    format!("{NAME_PREFIX}{plan}-{task}")
+}
+
+/// `<git-dir>/pitcrew/worktrees`.
+pub fn worktrees_dir(repo: &Repository) -> PathBuf {
+    repo.commondir().join("pitcrew").join("worktrees")
+}
+
+fn worktree_path(repo: &Repository, plan: &str, task: &str) -> PathBuf {
+    worktrees_dir(repo).join(format!("{plan}-{task}"))
+}
+
+fn admin_dir(repo: &Repository, name: &str) -> PathBuf {
+    repo.commondir().join("worktrees").join(name)
+}
+
+fn trash_dir(repo: &Repository) -> PathBuf {
+    repo.commondir().join("pitcrew").join("trash")
+}
+
+/// Returns the worktree of `task`, creating it from `start` if needed. Idempotent: an existing,
+/// complete worktree on the right branch is reused as it is, with whatever work it holds; an
+/// existing branch is kept (it may hold committed work) and `start` is then ignored.
+pub fn ensure(repo: &Repository, plan: &str, task: &str, start: Oid) -> Result<TaskWorktree> {
+    check_id(plan)?;
+    check_id(task)?;
+    let name = worktree_name(plan, task);
+    let path = worktree_path(repo, plan, task);
+    let branch = branch_name(plan, task);
+
+    if let Ok(existing) = repo.find_worktree(&name) {
+        let complete = admin_dir(repo, &name).join(READY_MARKER).is_file();
+        let valid = existing.validate().is_ok() && same_path(existing.path(), &path);
+        if complete && valid && checked_out_branch(existing.path()).as_deref() == Some(&branch) {
+            if !matches!(
+                existing.is_locked(),
+                Ok(git2::WorktreeLockStatus::Locked(_))
+            ) {
+                existing
+                    .lock(Some(&lock_reason(task)))
+                    .context(|| format!("locking worktree {name}"))?;
+            }
+            let head = branch_head(repo, &branch)?;
+            return Ok(TaskWorktree {
+                name,
+                path,
+                branch,
+                head,
+                reused: true,
+            });
+        }
+        tracing::warn!(worktree = %name, complete, valid, "recreating an unusable worktree");
+        let old_path = existing.path().to_path_buf();
+        if old_path.starts_with(worktrees_dir(repo)) && old_path.exists() {
+            move_to_trash(repo, &old_path)?;
+        }
+        prune(repo, &name)?;
+    }
+    if path.exists() {
+        move_to_trash(repo, &path)?;
+    }
+
+    let reference = match repo.find_branch(&branch, BranchType::Local) {
+        Ok(existing) => existing.into_reference(),
+        Err(_) => {
+            let commit = repo
+                .find_commit(start)
+                .context(|| format!("finding the start commit {start}"))?;
+            repo.branch(&branch, &commit, false)
+                .context(|| format!("creating branch {branch}"))?
+                .into_reference()
+        }
+    };
+    std::fs::create_dir_all(worktrees_dir(repo))
+        .context(|| format!("creating {}", worktrees_dir(repo).display()))?;
+    let mut options = WorktreeAddOptions::new();
+    options.lock(true).reference(Some(&reference));
+    repo.worktree(&name, &path, Some(&options))
+        .context(|| format!("creating worktree {name} at {}", path.display()))?;
+    std::fs::write(admin_dir(repo, &name).join(READY_MARKER), task)
+        .context(|| format!("marking worktree {name} ready"))?;
+    let head = branch_head(repo, &branch)?;
+    Ok(TaskWorktree {
+        name,
+        path,
+        branch,
+        head,
+        reused: false,
+    })
+}
+
+fn lock_reason(task: &str) -> String {
+    format!(
+        "pitcrew: task {task} in progress (pid {})",
+        std::process::id()
+    )
+}
+
+/// Unlocks a task's worktree; it stays on disk for inspection or reuse.
+pub fn release(repo: &Repository, plan: &str, task: &str) -> Result<()> {
+    let name = worktree_name(plan, task);
+    match repo.find_worktree(&name) {
+        Ok(worktree) => {
+            if matches!(
+                worktree.is_locked(),
+                Ok(git2::WorktreeLockStatus::Locked(_))
+            ) {
+                worktree
+                    .unlock()
+                    .context(|| format!("unlocking worktree {name}"))?;
+            }
+            Ok(())
+        }
+        Err(_) => Ok(()),
+    }
+}
+
+/// Removes a task's worktree (and, with `delete_branch`, its branch). Only pitcrew's own.
+pub fn remove(repo: &Repository, plan: &str, task: &str, delete_branch: bool) -> Result<()> {
+    check_id(plan)?;
+    check_id(task)?;
+    let name = worktree_name(plan, task);
+    if repo.find_worktree(&name).is_ok() {
+        prune(repo, &name)?;
+    }
+    let path = worktree_path(repo, plan, task);
+    if path.exists() {
+        std::fs::remove_dir_all(&path).context(|| format!("removing {}", path.display()))?;
+    }
+    if delete_branch
+        && let Ok(mut branch) = repo.find_branch(&branch_name(plan, task), BranchType::Local)
+    {
+        branch
+            .delete()
+            .context(|| format!("deleting branch {}", branch_name(plan, task)))?;
+    }
+    Ok(())
+}
+
+/// Forgets worktree `name` in git. Its working directory, if any is left, is the caller's to
+/// remove or keep.
+fn prune(repo: &Repository, name: &str) -> Result<()> {
+    if !name.starts_with(NAME_PREFIX) {
+        return Err(GitError::Refused(format!(
+            "worktree {name} is not pitcrew's; leaving it alone"
+        )));
+    }
+    let worktree = repo
+        .find_worktree(name)
+        .context(|| format!("finding worktree {name}"))?;
+    let mut options = WorktreePruneOptions::new();
+    options.valid(true).locked(true).working_tree(false);
+    worktree
+        .prune(Some(&mut options))
+        .context(|| format!("pruning worktree {name}"))?;
+    // libgit2 leaves the admin directory behind when the working tree is already gone.
+    let admin = admin_dir(repo, name);
+    if admin.exists() {
+        std::fs::remove_dir_all(&admin).context(|| format!("removing {}", admin.display()))?;
+    }
+    Ok(())
+}
+
+/// What recovery found and did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Worktrees whose creation a crash cut short, now forgotten.
+    pub pruned: Vec<String>,
+    /// Directories pitcrew could not account for, moved to the trash.
+    pub trashed: Vec<PathBuf>,
+    /// Locks left by dead processes, removed.
+    pub stale_locks_removed: Vec<PathBuf>,
+    /// Locks young enough to belong to a live process, kept.
+    pub fresh_locks_kept: Vec<PathBuf>,
+}
+
+/// Repairs what a crashed pitcrew left behind: half-created worktrees, stray directories, and
+/// stale lock files in pitcrew's own worktrees and branches. Never touches anything else.
+pub fn recover(repo: &Repository) -> Result<Recovery> {
+    let mut recovery = Recovery::default();
+    let names = repo.worktrees().context(|| "listing worktrees".into())?;
+    let mut registered = Vec::new();
+    let names: Vec<&str> = names.iter().filter_map(|n| n.ok().flatten()).collect();
+    for name in names.into_iter().filter(|n| n.starts_with(NAME_PREFIX)) {
+        let complete = admin_dir(repo, name).join(READY_MARKER).is_file();
+        let valid = repo.find_worktree(name).is_ok_and(|w| w.validate().is_ok());
+        if complete && valid {
+            if let Ok(worktree) = repo.find_worktree(name) {
+                registered.push(worktree.path().to_path_buf());
+            }
+            continue;
+        }
+        if let Ok(worktree) = repo.find_worktree(name) {
+            let path = worktree.path().to_path_buf();
+            if path.starts_with(worktrees_dir(repo)) && path.exists() {
+                move_to_trash(repo, &path)?;
+                recovery.trashed.push(path);
+            }
+        }
+        prune(repo, name)?;
+        recovery.pruned.push(name.to_owned());
+    }
+
+    // Directories in pitcrew's worktrees directory that git does not know.
+    if let Ok(entries) = std::fs::read_dir(worktrees_dir(repo)) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() && !registered.iter().any(|known| same_path(known, &path)) {
+                move_to_trash(repo, &path)?;
+                recovery.trashed.push(path);
+            }
+        }
+    }
+
+    // Lock files in pitcrew's admin directories and under its branches.
+    let mut lock_dirs: Vec<PathBuf> = std::fs::read_dir(repo.commondir().join("worktrees"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(NAME_PREFIX))
+        .map(|e| e.path())
+        .collect();
+    lock_dirs.push(repo.commondir().join("refs/heads/pitcrew"));
+    lock_dirs.push(repo.commondir().join("refs/pitcrew"));
+    let now = SystemTime::now();
+    for dir in lock_dirs {
+        for lock in lock_files(&dir) {
+            let age = std::fs::metadata(&lock)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok())
+                .unwrap_or_default();
+            if age >= STALE_LOCK_AGE {
+                std::fs::remove_file(&lock).context(|| format!("removing {}", lock.display()))?;
+                recovery.stale_locks_removed.push(lock);
+            } else {
+                recovery.fresh_locks_kept.push(lock);
+            }
+        }
+    }
+
+    // Old trash.
+    if let Ok(entries) = std::fs::read_dir(trash_dir(repo)) {
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok())
+                .is_some_and(|age| age > TRASH_RETENTION);
+            if old {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    Ok(recovery)
+}
+
+/// `*.lock` files under `dir`, recursively.
+fn lock_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(lock_files(&path));
+        } else if path.extension().is_some_and(|ext| ext == "lock") {
+            found.push(path);
+        }
+    }
+    found
+}
+
+fn move_to_trash(repo: &Repository, path: &Path) -> Result<()> {
+    let trash = trash_dir(repo);
+    std::fs::create_dir_all(&trash).context(|| format!("creating {}", trash.display()))?;
+    let stamp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "worktree".into());
+    let target = trash.join(format!("{file_name}-{stamp}"));
+    tracing::warn!(
+        "moving {} to {} (pitcrew could not account for it)",
+        path.display(),
+        target.display()
+    );
+    std::fs::rename(path, &target).context(|| format!("moving {} to the trash", path.display()))
+}
+
+fn branch_head(repo: &Repository, branch: &str) -> Result<Oid> {
+    repo.find_branch(branch, BranchType::Local)
+        .context(|| format!("finding branch {branch}"))?
+        .get()
+        .peel_to_commit()
+        .map(|c| c.id())
+        .context(|| format!("reading branch {branch}"))
+}
+
+/// The branch checked out in the worktree at `path`, without `refs/heads/`.
+fn checked_out_branch(path: &Path) -> Option<String> {
+    let repo = Repository::open(path).ok()?;
+    let head = repo.find_reference("HEAD").ok()?;
+    let target = head.symbolic_target().ok()??;
+    target.strip_prefix("refs/heads/").map(str::to_owned)
+}
+
+fn same_path(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
