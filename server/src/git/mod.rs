@@ -9,6 +9,7 @@
 //! the operations of one process on one repository.
 
 pub mod apply;
+pub mod checkout;
 pub mod commit;
 pub mod diff;
 pub mod merge;

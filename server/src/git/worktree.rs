@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use git2::{BranchType, Oid, Repository, WorktreeAddOptions, WorktreePruneOptions};
 
-use super::{Context, GitError, Result, check_id};
+use super::{Context, GitError, Result, check_id, checkout, signature};
 
 /// Locks older than this, in pitcrew's worktrees and branches, were left by a dead process.
 pub const STALE_LOCK_AGE: Duration = Duration::from_secs(60);
@@ -22,6 +22,8 @@ const TRASH_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Written into git's admin directory for the worktree once creation has finished.
 const READY_MARKER: &str = "pitcrew-ready";
 const NAME_PREFIX: &str = "pitcrew-";
+/// Branches that exist only while a worktree is being created.
+const TEMPORARY_BRANCHES: &str = "pitcrew-tmp/";
 
 /// A task's worktree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,11 +119,24 @@ pub fn ensure(repo: &Repository, plan: &str, task: &str, start: Oid) -> Result<T
     };
     std::fs::create_dir_all(worktrees_dir(repo))
         .context(|| format!("creating {}", worktrees_dir(repo).display()))?;
-    let mut options = WorktreeAddOptions::new();
-    options.lock(true).reference(Some(&reference));
-    repo.worktree(&name, &path, Some(&options))
-        .context(|| format!("creating worktree {name} at {}", path.display()))?;
-    std::fs::write(admin_dir(repo, &name).join(READY_MARKER), task)
+    let tree = reference
+        .peel_to_tree()
+        .context(|| format!("reading the tree of {branch}"))?
+        .id();
+    if checkout::filter_free(repo, tree)? {
+        add_then_check_out_in_parallel(repo, &name, &path, &branch, tree)?;
+    } else {
+        let mut options = WorktreeAddOptions::new();
+        options.lock(true).reference(Some(&reference));
+        repo.worktree(&name, &path, Some(&options))
+            .context(|| format!("creating worktree {name} at {}", path.display()))?;
+    }
+    // Created locked (so never unprotected); the reason says whose lock it is, as
+    // `git worktree lock --reason` would write it.
+    let admin = admin_dir(repo, &name);
+    std::fs::write(admin.join("locked"), lock_reason(task))
+        .context(|| format!("locking worktree {name}"))?;
+    std::fs::write(admin.join(READY_MARKER), task)
         .context(|| format!("marking worktree {name} ready"))?;
     let head = branch_head(repo, &branch)?;
     Ok(TaskWorktree {
@@ -131,6 +146,57 @@ pub fn ensure(repo: &Repository, plan: &str, task: &str, start: Oid) -> Result<T
         head,
         reused: false,
     })
+}
+
+/// Registers the worktree on a temporary branch whose tree is empty (so libgit2 writes no
+/// files), points it at `branch`, and writes the files with the parallel checkout.
+fn add_then_check_out_in_parallel(
+    repo: &Repository,
+    name: &str,
+    path: &Path,
+    branch: &str,
+    tree: Oid,
+) -> Result<()> {
+    let empty_tree = repo
+        .treebuilder(None)
+        .and_then(|builder| builder.write())
+        .context(|| "writing the empty tree".into())?;
+    let empty_tree = repo
+        .find_tree(empty_tree)
+        .context(|| "reading the empty tree".into())?;
+    let signature = signature("worktree")?;
+    let empty = repo
+        .commit(
+            None,
+            &signature,
+            &signature,
+            "pitcrew: empty start",
+            &empty_tree,
+            &[],
+        )
+        .context(|| "writing the empty start commit".into())?;
+    let empty = repo
+        .find_commit(empty)
+        .context(|| "reading the empty start commit".into())?;
+    let temporary = format!("{TEMPORARY_BRANCHES}{name}");
+    let temporary_ref = repo
+        .branch(&temporary, &empty, true)
+        .context(|| format!("creating branch {temporary}"))?
+        .into_reference();
+    let mut options = WorktreeAddOptions::new();
+    options.lock(true).reference(Some(&temporary_ref));
+    repo.worktree(name, path, Some(&options))
+        .context(|| format!("creating worktree {name} at {}", path.display()))?;
+    Repository::open(path)
+        .and_then(|worktree| worktree.set_head(&format!("refs/heads/{branch}")))
+        .context(|| format!("pointing worktree {name} at {branch}"))?;
+    if let Ok(mut branch) = repo.find_branch(&temporary, BranchType::Local) {
+        branch
+            .delete()
+            .context(|| format!("deleting branch {temporary}"))?;
+    }
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+    checkout::checkout(repo, tree, path, threads)
 }
 
 fn lock_reason(task: &str) -> String {
@@ -243,6 +309,20 @@ pub fn recover(repo: &Repository) -> Result<Recovery> {
         }
         prune(repo, name)?;
         recovery.pruned.push(name.to_owned());
+    }
+
+    // Temporary branches of creations a crash cut short.
+    if let Ok(branches) = repo.branches(Some(BranchType::Local)) {
+        for (mut branch, _) in branches.flatten() {
+            let temporary = branch
+                .name()
+                .ok()
+                .flatten()
+                .is_some_and(|name| name.starts_with(TEMPORARY_BRANCHES));
+            if temporary && !branch.is_head() {
+                let _ = branch.delete();
+            }
+        }
     }
 
     // Directories in pitcrew's worktrees directory that git does not know.
