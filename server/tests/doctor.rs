@@ -296,7 +296,9 @@ async fn a_key_echoed_by_a_failing_provider_never_reaches_the_logs() {
         }),
         ..Entry::default()
     };
-    let fake = FakeModel::start(script(vec![echo, ok_entry()])).await.unwrap();
+    let fake = FakeModel::start(script(vec![echo, ok_entry()]))
+        .await
+        .unwrap();
     let dir = workspace(&format!(
         "[models.default]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"m\"\napi_key_env = \"PITCREW_DOCTOR_KEY\"\n",
         fake.openai_base_url()
@@ -305,7 +307,9 @@ async fn a_key_echoed_by_a_failing_provider_never_reaches_the_logs() {
     assert_eq!(outcome.code, Some(0), "{}", outcome.stdout);
     // The retry was logged, with the provider's message, and without the key.
     assert!(
-        outcome.stderr.contains("your key [redacted] is fine [asked to retry after 10 ms]; retrying"),
+        outcome
+            .stderr
+            .contains("your key [redacted] is fine [asked to retry after 10 ms]; retrying"),
         "{}",
         outcome.stderr
     );
