@@ -150,6 +150,7 @@ struct TeamLayer {
     timeout_s: Option<u64>,
     task_budget_tokens: Option<u64>,
     task_timeout_s: Option<u64>,
+    role_budget_tokens: Option<BTreeMap<Role, u64>>,
     max_tasks: Option<u32>,
     max_turns: Option<u32>,
     check_timeout_s: Option<u64>,
@@ -229,6 +230,8 @@ pub struct TeamConfig {
     pub timeout_s: Option<u64>,
     pub task_budget_tokens: Option<u64>,
     pub task_timeout_s: Option<u64>,
+    /// Tokens per role over a plan.
+    pub role_budget_tokens: BTreeMap<Role, u64>,
     /// The largest plan the planner may submit.
     pub max_tasks: u32,
     /// Model turns per agent run before it is stopped.
@@ -836,6 +839,7 @@ fn resolve(layer: &ConfigLayer, layers: &[(String, Value)]) -> Result<Config, Ve
         timeout_s: team_layer.timeout_s,
         task_budget_tokens: team_layer.task_budget_tokens,
         task_timeout_s: team_layer.task_timeout_s,
+        role_budget_tokens: team_layer.role_budget_tokens.clone().unwrap_or_default(),
         max_tasks,
         max_turns: team_layer.max_turns.unwrap_or(40).max(1),
         check_timeout_s,

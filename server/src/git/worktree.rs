@@ -440,3 +440,57 @@ fn same_path(a: &Path, b: &Path) -> bool {
         _ => a == b,
     }
 }
+
+/// Discards what is not committed in the worktree at `path`: changes are reset to HEAD and
+/// untracked files removed (ignored ones, like build output, stay).
+pub fn reset_clean(path: &Path) -> Result<()> {
+    let worktree = Repository::open(path).context(|| format!("opening {}", path.display()))?;
+    let head = worktree
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .context(|| "reading the worktree's HEAD".into())?;
+    let mut checkout = git2::build::CheckoutBuilder::new();
+    checkout.force();
+    worktree
+        .reset(head.as_object(), git2::ResetType::Hard, Some(&mut checkout))
+        .context(|| format!("resetting {}", path.display()))?;
+    // A hard reset leaves untracked files (as `git reset --hard` does); remove them as
+    // `git clean -fd` would, leaving ignored ones.
+    let mut options = git2::StatusOptions::new();
+    options
+        .include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false);
+    let statuses = worktree
+        .statuses(Some(&mut options))
+        .context(|| format!("reading the status of {}", path.display()))?;
+    let mut dirs = std::collections::BTreeSet::new();
+    for entry in statuses.iter() {
+        if !entry.status().contains(git2::Status::WT_NEW) {
+            continue;
+        }
+        let Ok(relative) = entry.path() else { continue };
+        let full = path.join(relative);
+        std::fs::remove_file(&full).context(|| format!("removing {}", full.display()))?;
+        let mut parent = Path::new(relative).parent();
+        while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.insert(dir.to_path_buf());
+            parent = dir.parent();
+        }
+    }
+    // Deepest first; a directory that still holds something (an ignored file) stays.
+    for dir in dirs.iter().rev() {
+        let _ = std::fs::remove_dir(path.join(dir));
+    }
+    Ok(())
+}
+
+/// Moves a task's branch to `commit` and its worktree with it (only changed files are written).
+pub fn move_to(repo: &Repository, worktree: &TaskWorktree, commit: Oid) -> Result<()> {
+    let target = repo
+        .find_commit(commit)
+        .context(|| format!("finding {commit}"))?;
+    repo.branch(&worktree.branch, &target, true)
+        .context(|| format!("moving branch {}", worktree.branch))?;
+    reset_clean(&worktree.path)
+}

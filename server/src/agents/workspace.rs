@@ -1,0 +1,458 @@
+//! An agent's view of its worktree: file tools that cannot leave it.
+//!
+//! Every path a model gives is untrusted. It must be relative, without `..`, and not inside
+//! `.git`; reading follows symlinks only if they stay inside the worktree, and writing never
+//! goes through a symlink. Files git ignores, and files that look like secrets (`.env`, keys),
+//! are not shown to models unless the configuration says so. A refusal is an error the model
+//! reads, not a crash.
+
+use std::path::{Component, Path, PathBuf};
+
+use regex::Regex;
+
+use crate::config::ContextConfig;
+
+/// Files larger than this are not read whole.
+const MAX_READ_BYTES: u64 = 512 * 1024;
+/// Entries a listing returns at most.
+const MAX_LISTED: usize = 2_000;
+/// Matches a search returns at most.
+const MAX_MATCHES: usize = 200;
+/// Files larger than this are not searched.
+const MAX_SEARCHED_BYTES: u64 = 1024 * 1024;
+
+/// File names (or suffixes) that hold secrets.
+const SECRET_NAMES: [&str; 6] = [
+    ".env",
+    ".netrc",
+    ".npmrc",
+    ".pypirc",
+    "id_rsa",
+    "id_ed25519",
+];
+const SECRET_SUFFIXES: [&str; 5] = [".pem", ".key", ".p12", ".pfx", ".keystore"];
+
+/// Why a tool call did not do what it asked; shown to the model.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ToolError {
+    /// Not allowed, whatever the arguments mean.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// Allowed, but it did not work.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ToolError {
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, ToolError::Refused(_))
+    }
+}
+
+/// An agent's worktree, and what it may see of it.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    root: PathBuf,
+    /// `root`, with symlinks resolved.
+    canonical_root: PathBuf,
+    context: ContextConfig,
+}
+
+impl Workspace {
+    pub fn new(root: &Path, context: ContextConfig) -> std::io::Result<Self> {
+        Ok(Self {
+            root: root.to_path_buf(),
+            canonical_root: root.canonicalize()?,
+            context,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The path a model means, checked: relative, no `..`, not in `.git`.
+    fn relative(&self, path: &str) -> Result<PathBuf, ToolError> {
+        let trimmed = path.trim();
+        if trimmed.is_empty() || trimmed == "." {
+            return Ok(PathBuf::new());
+        }
+        if trimmed.contains('\0') {
+            return Err(ToolError::Refused("the path contains a NUL byte".into()));
+        }
+        let candidate = Path::new(trimmed);
+        let mut relative = PathBuf::new();
+        for component in candidate.components() {
+            match component {
+                Component::Normal(part) => {
+                    if part.to_string_lossy().eq_ignore_ascii_case(".git") {
+                        return Err(ToolError::Refused(format!(
+                            "{path}: .git is not part of the code; agents may not touch it"
+                        )));
+                    }
+                    relative.push(part);
+                }
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    return Err(ToolError::Refused(format!(
+                        "{path}: `..` is not allowed; paths are relative to the repository root"
+                    )));
+                }
+                Component::RootDir | Component::Prefix(_) => {
+                    return Err(ToolError::Refused(format!(
+                        "{path}: absolute paths are not allowed; use a path relative to the repository root"
+                    )));
+                }
+            }
+        }
+        Ok(relative)
+    }
+
+    /// Resolves a path to read: it must exist, and what it resolves to must stay inside.
+    fn readable(&self, path: &str) -> Result<(PathBuf, PathBuf), ToolError> {
+        let relative = self.relative(path)?;
+        let full = self.root.join(&relative);
+        let canonical = full
+            .canonicalize()
+            .map_err(|_| ToolError::Failed(format!("{path}: no such file or directory")))?;
+        if !canonical.starts_with(&self.canonical_root) {
+            return Err(ToolError::Refused(format!(
+                "{path}: a symbolic link that leads outside the repository"
+            )));
+        }
+        if canonical
+            .strip_prefix(&self.canonical_root)
+            .is_ok_and(|inside| inside.components().any(|c| c.as_os_str() == ".git"))
+        {
+            return Err(ToolError::Refused(format!("{path}: leads into .git")));
+        }
+        self.check_visible(&relative, path)?;
+        Ok((relative, canonical))
+    }
+
+    /// Resolves a path to write: no symlink on the way, and the parent stays inside.
+    fn writable(&self, path: &str) -> Result<(PathBuf, PathBuf), ToolError> {
+        let relative = self.relative(path)?;
+        if relative.as_os_str().is_empty() {
+            return Err(ToolError::Refused("a file path is needed".into()));
+        }
+        let full = self.root.join(&relative);
+        // Every part that exists must be a real directory (or, last, a real file) inside.
+        let mut walked = self.root.clone();
+        for component in relative.components() {
+            walked.push(component);
+            match std::fs::symlink_metadata(&walked) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(ToolError::Refused(format!(
+                        "{path}: writes do not go through symbolic links"
+                    )));
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        self.check_visible(&relative, path)?;
+        Ok((relative, full))
+    }
+
+    /// Refuses secrets and ignored files unless the configuration allows them.
+    fn check_visible(&self, relative: &Path, path: &str) -> Result<(), ToolError> {
+        if !self.context.send_secrets && is_secret(relative) {
+            return Err(ToolError::Refused(format!(
+                "{path} looks like a secret (keys, credentials); it is not shared with models"
+            )));
+        }
+        if !self.context.send_ignored && self.is_ignored(relative) {
+            return Err(ToolError::Refused(format!(
+                "{path} is ignored by git; it is not shared with models"
+            )));
+        }
+        Ok(())
+    }
+
+    fn is_ignored(&self, relative: &Path) -> bool {
+        if relative.as_os_str().is_empty() {
+            return false;
+        }
+        git2::Repository::open(&self.root)
+            .ok()
+            .and_then(|repo| repo.is_path_ignored(relative).ok())
+            .unwrap_or(false)
+    }
+
+    pub fn read_file(&self, path: &str) -> Result<String, ToolError> {
+        let (_, canonical) = self.readable(path)?;
+        let meta =
+            std::fs::metadata(&canonical).map_err(|e| ToolError::Failed(format!("{path}: {e}")))?;
+        if meta.is_dir() {
+            return Err(ToolError::Failed(format!(
+                "{path} is a directory; use list_files"
+            )));
+        }
+        if meta.len() > MAX_READ_BYTES {
+            return Err(ToolError::Failed(format!(
+                "{path} is {} bytes, more than {MAX_READ_BYTES}; search it instead",
+                meta.len()
+            )));
+        }
+        let bytes =
+            std::fs::read(&canonical).map_err(|e| ToolError::Failed(format!("{path}: {e}")))?;
+        String::from_utf8(bytes).map_err(|_| ToolError::Failed(format!("{path} is not UTF-8 text")))
+    }
+
+    /// Files under `path` (the root by default), one per line, as git sees them: ignored files
+    /// and `.git` left out.
+    pub fn list_files(&self, path: Option<&str>) -> Result<String, ToolError> {
+        let start = match path {
+            Some(path) => self.readable(path)?.0,
+            None => PathBuf::new(),
+        };
+        let files = self.walk(&start)?;
+        let total = files.len();
+        let mut out: Vec<String> = files.into_iter().take(MAX_LISTED).collect();
+        if total > MAX_LISTED {
+            out.push(format!(
+                "... and {} more; list a subdirectory",
+                total - MAX_LISTED
+            ));
+        }
+        if out.is_empty() {
+            return Ok("(no files)".into());
+        }
+        Ok(out.join("\n"))
+    }
+
+    /// Visible files under `start`, sorted, relative with `/`.
+    fn walk(&self, start: &Path) -> Result<Vec<String>, ToolError> {
+        let mut builder = ignore::WalkBuilder::new(self.root.join(start));
+        builder
+            .hidden(false)
+            .git_ignore(!self.context.send_ignored)
+            .git_exclude(!self.context.send_ignored)
+            .git_global(false)
+            .parents(true)
+            .require_git(false)
+            .follow_links(false)
+            .filter_entry(|entry| entry.file_name() != ".git");
+        let mut files = Vec::new();
+        for entry in builder.build().flatten() {
+            if !entry
+                .file_type()
+                .is_some_and(|t| t.is_file() || t.is_symlink())
+            {
+                continue;
+            }
+            let Ok(relative) = entry.path().strip_prefix(&self.root) else {
+                continue;
+            };
+            if !self.context.send_secrets && is_secret(relative) {
+                continue;
+            }
+            files.push(relative.to_string_lossy().replace('\\', "/"));
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// Lines matching the regular expression `pattern`, as `path:line: text`.
+    pub fn search(&self, pattern: &str, path: Option<&str>) -> Result<String, ToolError> {
+        let regex = Regex::new(pattern)
+            .map_err(|e| ToolError::Failed(format!("invalid regular expression: {e}")))?;
+        let start = match path {
+            Some(path) => self.readable(path)?.0,
+            None => PathBuf::new(),
+        };
+        let mut matches = Vec::new();
+        'files: for file in self.walk(&start)? {
+            let full = self.root.join(&file);
+            let Ok(meta) = std::fs::metadata(&full) else {
+                continue;
+            };
+            if meta.len() > MAX_SEARCHED_BYTES {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&full) else {
+                continue;
+            };
+            for (number, line) in text.lines().enumerate() {
+                if regex.is_match(line) {
+                    let line: String = line.chars().take(300).collect();
+                    matches.push(format!("{file}:{}: {line}", number + 1));
+                    if matches.len() >= MAX_MATCHES {
+                        matches.push(format!(
+                            "... stopped at {MAX_MATCHES} matches; narrow the search"
+                        ));
+                        break 'files;
+                    }
+                }
+            }
+        }
+        if matches.is_empty() {
+            return Ok("(no matches)".into());
+        }
+        Ok(matches.join("\n"))
+    }
+
+    pub fn write_file(&self, path: &str, content: &str) -> Result<String, ToolError> {
+        let (relative, full) = self.writable(path)?;
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| ToolError::Failed(format!("{path}: {e}")))?;
+            // The parent, now that it exists, must still be inside.
+            let parent = parent
+                .canonicalize()
+                .map_err(|e| ToolError::Failed(format!("{path}: {e}")))?;
+            if !parent.starts_with(&self.canonical_root) {
+                return Err(ToolError::Refused(format!(
+                    "{path}: leads outside the repository"
+                )));
+            }
+        }
+        let existed = full.exists();
+        crate::team::store::write_atomically(&full, content.as_bytes())
+            .map_err(|e| ToolError::Failed(format!("{path}: {e}")))?;
+        Ok(format!(
+            "{} {} ({} lines)",
+            if existed { "wrote" } else { "created" },
+            relative.to_string_lossy(),
+            content.lines().count()
+        ))
+    }
+
+    /// Replaces the one occurrence of `old` with `new`.
+    pub fn edit_file(&self, path: &str, old: &str, new: &str) -> Result<String, ToolError> {
+        if old.is_empty() {
+            return Err(ToolError::Failed(
+                "`old` is empty; give the exact text to replace, or use write_file".into(),
+            ));
+        }
+        let text = self.read_file(path)?;
+        let count = text.matches(old).count();
+        match count {
+            0 => Err(ToolError::Failed(format!(
+                "{path}: `old` does not occur; read the file and copy the text exactly, whitespace included"
+            ))),
+            1 => {
+                let updated = text.replacen(old, new, 1);
+                self.write_file(path, &updated)?;
+                Ok(format!("edited {path}"))
+            }
+            n => Err(ToolError::Failed(format!(
+                "{path}: `old` occurs {n} times; include more surrounding text so it occurs once"
+            ))),
+        }
+    }
+}
+
+/// Whether a path names a file that usually holds secrets.
+pub fn is_secret(relative: &Path) -> bool {
+    let Some(name) = relative
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+    else {
+        return false;
+    };
+    SECRET_NAMES
+        .iter()
+        .any(|secret| name == *secret || name.starts_with(&format!("{secret}.")))
+        || SECRET_SUFFIXES.iter().any(|suffix| name.ends_with(suffix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workspace() -> (tempfile::TempDir, Workspace) {
+        let dir = tempfile::tempdir().unwrap();
+        git2::Repository::init(dir.path()).unwrap();
+        std::fs::write(dir.path().join(".gitignore"), "target/\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        std::fs::write(dir.path().join("src/lib.rs"), "fn a() {}\nfn b() {}\n").unwrap();
+        std::fs::write(dir.path().join(".env"), "TOKEN=x\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("target")).unwrap();
+        std::fs::write(dir.path().join("target/out"), "built\n").unwrap();
+        let context = ContextConfig {
+            send_ignored: false,
+            send_secrets: false,
+        };
+        let ws = Workspace::new(dir.path(), context).unwrap();
+        (dir, ws)
+    }
+
+    #[test]
+    fn paths_outside_or_into_git_are_refused() {
+        let (dir, ws) = workspace();
+        for bad in [
+            "../x",
+            "/etc/passwd",
+            "src/../../x",
+            ".git/config",
+            ".git/hooks/pre-commit",
+            "a/.GIT/x",
+        ] {
+            let read = ws.read_file(bad);
+            let write = ws.write_file(bad, "x");
+            assert!(
+                matches!(write, Err(ToolError::Refused(_))),
+                "writing {bad}: {write:?}"
+            );
+            assert!(read.is_err(), "reading {bad}");
+        }
+        std::os::unix::fs::symlink("/etc", dir.path().join("out")).unwrap();
+        assert!(matches!(
+            ws.read_file("out/passwd"),
+            Err(ToolError::Refused(_))
+        ));
+        assert!(matches!(
+            ws.write_file("out/evil", "x"),
+            Err(ToolError::Refused(_))
+        ));
+        std::os::unix::fs::symlink("src/lib.rs", dir.path().join("inside")).unwrap();
+        assert!(
+            ws.read_file("inside").unwrap().contains("fn a"),
+            "an inner link reads"
+        );
+        assert!(matches!(
+            ws.write_file("inside", "x"),
+            Err(ToolError::Refused(_))
+        ));
+        assert!(!Path::new("/etc/evil").exists());
+    }
+
+    #[test]
+    fn secrets_and_ignored_files_stay_private() {
+        let (_dir, ws) = workspace();
+        assert!(matches!(ws.read_file(".env"), Err(ToolError::Refused(_))));
+        assert!(matches!(
+            ws.read_file("target/out"),
+            Err(ToolError::Refused(_))
+        ));
+        let listing = ws.list_files(None).unwrap();
+        assert_eq!(listing, ".gitignore\nsrc/lib.rs");
+        assert_eq!(ws.search("TOKEN", None).unwrap(), "(no matches)");
+        assert_eq!(ws.search("fn b", None).unwrap(), "src/lib.rs:2: fn b() {}");
+    }
+
+    #[test]
+    fn edits_need_exactly_one_occurrence() {
+        let (dir, ws) = workspace();
+        assert_eq!(
+            ws.edit_file("src/lib.rs", "fn a() {}", "fn a() { 1 }")
+                .unwrap(),
+            "edited src/lib.rs"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("src/lib.rs")).unwrap(),
+            "fn a() { 1 }\nfn b() {}\n"
+        );
+        let missing = ws.edit_file("src/lib.rs", "fn c", "x").unwrap_err();
+        assert!(missing.to_string().contains("does not occur"));
+        let twice = ws.edit_file("src/lib.rs", "fn ", "x").unwrap_err();
+        assert!(twice.to_string().contains("occurs 2 times"));
+        assert!(
+            ws.write_file("new/dir/file.rs", "x\n")
+                .unwrap()
+                .starts_with("created")
+        );
+    }
+}

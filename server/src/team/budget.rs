@@ -1,0 +1,178 @@
+//! Budgets: tokens and money per plan, per role and per task. Every model call is checked
+//! before it is made and recorded after; crossing a limit stops new calls.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use super::plan::Spend;
+use crate::config::{Role, TeamConfig};
+use crate::model::Usage;
+
+/// The limits in force; `None` means unlimited.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    pub plan_tokens: Option<u64>,
+    pub plan_usd: Option<f64>,
+    pub task_tokens: Option<u64>,
+    pub role_tokens: BTreeMap<Role, u64>,
+}
+
+impl Limits {
+    pub fn from_config(team: &TeamConfig) -> Self {
+        Self {
+            plan_tokens: team.budget_tokens,
+            plan_usd: team.budget_usd,
+            task_tokens: team.task_budget_tokens,
+            role_tokens: team.role_budget_tokens.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("the {what} budget is spent: {spent} of {limit}")]
+pub struct BudgetExceeded {
+    pub what: String,
+    pub spent: String,
+    pub limit: String,
+}
+
+#[derive(Debug, Default)]
+struct Spent {
+    plan: Spend,
+    tasks: HashMap<String, Spend>,
+    roles: BTreeMap<Role, Spend>,
+}
+
+#[derive(Debug, Default)]
+pub struct Budget {
+    limits: Mutex<Limits>,
+    spent: Mutex<Spent>,
+}
+
+impl Budget {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits: Mutex::new(limits),
+            spent: Mutex::new(Spent::default()),
+        }
+    }
+
+    /// Starts from what a resumed plan had already spent.
+    pub fn seed(
+        &self,
+        plan: Spend,
+        tasks: impl IntoIterator<Item = (String, Spend)>,
+        roles: &BTreeMap<Role, Spend>,
+    ) {
+        let mut spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());
+        spent.plan = plan;
+        spent.tasks = tasks.into_iter().collect();
+        spent.roles = roles.clone();
+    }
+
+    /// Whether a call for `role` on `task` may be made.
+    pub fn check(&self, role: Role, task: Option<&str>) -> Result<(), BudgetExceeded> {
+        let limits = self
+            .limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());
+        let over = |what: String, spent: u64, limit: u64| {
+            (spent >= limit).then(|| BudgetExceeded {
+                what,
+                spent: format!("{spent} tokens"),
+                limit: format!("{limit} tokens"),
+            })
+        };
+        if let Some(limit) = limits.plan_tokens
+            && let Some(exceeded) = over("plan token".into(), spent.plan.tokens(), limit)
+        {
+            return Err(exceeded);
+        }
+        if let Some(limit) = limits.plan_usd
+            && spent.plan.cost_usd >= limit
+        {
+            return Err(BudgetExceeded {
+                what: "plan money".into(),
+                spent: format!("${:.4}", spent.plan.cost_usd),
+                limit: format!("${limit:.4}"),
+            });
+        }
+        if let Some(limit) = limits.role_tokens.get(&role) {
+            let used = spent.roles.get(&role).map_or(0, Spend::tokens);
+            if let Some(exceeded) = over(format!("{role} token"), used, *limit) {
+                return Err(exceeded);
+            }
+        }
+        if let (Some(limit), Some(task)) = (limits.task_tokens, task) {
+            let used = spent.tasks.get(task).map_or(0, Spend::tokens);
+            if let Some(exceeded) = over(format!("task {task} token"), used, limit) {
+                return Err(exceeded);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn record(&self, role: Role, task: Option<&str>, usage: &Usage) {
+        let mut spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());
+        spent.plan.add(usage);
+        spent.roles.entry(role).or_default().add(usage);
+        if let Some(task) = task {
+            spent.tasks.entry(task.to_owned()).or_default().add(usage);
+        }
+    }
+
+    /// Raises every limit by half, when the user chooses to continue past one.
+    pub fn raise(&self) {
+        let mut limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        let half = |n: u64| n.saturating_add(n / 2).max(1);
+        limits.plan_tokens = limits.plan_tokens.map(half);
+        limits.plan_usd = limits.plan_usd.map(|usd| usd * 1.5);
+        limits.task_tokens = limits.task_tokens.map(half);
+        for limit in limits.role_tokens.values_mut() {
+            *limit = half(*limit);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(tokens: u64, cost: f64) -> Usage {
+        Usage {
+            input_tokens: tokens,
+            output_tokens: 0,
+            estimated: false,
+            cost_usd: Some(cost),
+        }
+    }
+
+    #[test]
+    fn each_limit_stops_calls_once_crossed() {
+        let budget = Budget::new(Limits {
+            plan_tokens: Some(1000),
+            plan_usd: Some(1.0),
+            task_tokens: Some(300),
+            role_tokens: [(Role::Reviewer, 200)].into(),
+        });
+        assert!(budget.check(Role::Implementer, Some("a")).is_ok());
+        budget.record(Role::Implementer, Some("a"), &usage(300, 0.1));
+        let error = budget.check(Role::Implementer, Some("a")).unwrap_err();
+        assert_eq!(error.what, "task a token");
+        assert!(budget.check(Role::Implementer, Some("b")).is_ok());
+        budget.record(Role::Reviewer, Some("b"), &usage(200, 0.1));
+        assert_eq!(
+            budget.check(Role::Reviewer, Some("c")).unwrap_err().what,
+            "reviewer token"
+        );
+        budget.record(Role::Planner, None, &usage(100, 0.9));
+        assert_eq!(
+            budget.check(Role::Planner, None).unwrap_err().what,
+            "plan money"
+        );
+        budget.raise();
+        assert!(budget.check(Role::Planner, None).is_ok(), "raised by half");
+    }
+}

@@ -1,0 +1,521 @@
+//! Plans and tasks: the state the orchestrator keeps, persists and publishes.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Role;
+use crate::model::Usage;
+
+/// Where a task is. The names are part of the LSP contract (`pitcrew/plan`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Waiting for its dependencies (or for a free implementer).
+    Pending,
+    /// An implementer is working on it.
+    Running,
+    /// The reviewer is verifying its result.
+    Reviewing,
+    /// The reviewer asked for changes; the implementer is about to resume.
+    ChangesRequested,
+    /// Reviewed and approved; waiting to be integrated.
+    Approved,
+    /// Being merged into the plan's integration branch (or waiting for its resolve task).
+    Integrating,
+    /// Merged into the integration branch.
+    Ready,
+    /// Applied to the user's files.
+    Applied,
+    Failed,
+    Cancelled,
+    /// Stopped, with a question for the user.
+    Escalated,
+}
+
+impl TaskStatus {
+    /// No more work will happen on the task without the user.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Ready
+                | TaskStatus::Applied
+                | TaskStatus::Failed
+                | TaskStatus::Cancelled
+                | TaskStatus::Escalated
+        )
+    }
+
+    /// Its result is in the integration branch.
+    pub fn is_integrated(self) -> bool {
+        matches!(self, TaskStatus::Ready | TaskStatus::Applied)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Running => "running",
+            TaskStatus::Reviewing => "reviewing",
+            TaskStatus::ChangesRequested => "changes_requested",
+            TaskStatus::Approved => "approved",
+            TaskStatus::Integrating => "integrating",
+            TaskStatus::Ready => "ready",
+            TaskStatus::Applied => "applied",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+            TaskStatus::Escalated => "escalated",
+        }
+    }
+}
+
+/// Where a plan is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanStatus {
+    /// The planner is at work.
+    Planning,
+    /// Tasks are being implemented, reviewed and integrated.
+    Running,
+    /// Every task is integrated; the test check runs on the result.
+    Testing,
+    /// Integrated and tested: ready to apply.
+    Ready,
+    Applied,
+    Failed,
+    Cancelled,
+    Escalated,
+}
+
+impl PlanStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            PlanStatus::Ready
+                | PlanStatus::Applied
+                | PlanStatus::Failed
+                | PlanStatus::Cancelled
+                | PlanStatus::Escalated
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanStatus::Planning => "planning",
+            PlanStatus::Running => "running",
+            PlanStatus::Testing => "testing",
+            PlanStatus::Ready => "ready",
+            PlanStatus::Applied => "applied",
+            PlanStatus::Failed => "failed",
+            PlanStatus::Cancelled => "cancelled",
+            PlanStatus::Escalated => "escalated",
+        }
+    }
+}
+
+/// Why a task exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TaskKind {
+    /// From the planner, or a single delegated task.
+    Implement,
+    /// Re-apply task `of` onto the integration branch, where it conflicted.
+    Resolve { of: String },
+    /// From the debugger: fix what made a check fail after integration.
+    Fix,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Error,
+    Warning,
+    Info,
+}
+
+/// Where a finding came from: a configured check, or the reviewer's reading of the diff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FindingSource {
+    Check { name: String },
+    Review,
+}
+
+/// Something the reviewer (or a check) found, at a place in a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Unique within the plan.
+    pub id: String,
+    pub task: String,
+    /// Relative to the repository root.
+    pub path: String,
+    /// One-based.
+    pub line: u32,
+    pub end_line: Option<u32>,
+    pub severity: Severity,
+    pub message: String,
+    /// The reviewer's replacement for the lines, if it proposed one.
+    pub suggestion: Option<String>,
+    pub source: FindingSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Approve,
+    RequestChanges,
+    Reject,
+}
+
+/// The outcome of running one configured check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub passed: bool,
+    pub exit_code: Option<i32>,
+    pub duration_ms: u64,
+    /// The end of its output, for people and for the debugger.
+    pub output_tail: String,
+    pub timed_out: bool,
+}
+
+/// Tokens and money spent.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Spend {
+    pub calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    /// Some of the tokens were estimated (the provider did not report them).
+    pub estimated: bool,
+}
+
+impl Spend {
+    pub fn add(&mut self, usage: &Usage) {
+        self.calls += 1;
+        self.input_tokens += usage.input_tokens;
+        self.output_tokens += usage.output_tokens;
+        self.cost_usd += usage.cost_usd.unwrap_or(0.0);
+        self.estimated |= usage.estimated;
+    }
+
+    pub fn tokens(&self) -> u64 {
+        self.input_tokens + self.output_tokens
+    }
+}
+
+/// A task of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub title: String,
+    pub instructions: String,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// Files the planner expects the task to touch (a hint).
+    #[serde(default)]
+    pub files: Vec<String>,
+    pub kind: TaskKind,
+    pub status: TaskStatus,
+    /// The role working on it now, when one is.
+    pub role: Option<Role>,
+    /// Request-changes rounds so far.
+    pub round: u32,
+    pub branch: Option<String>,
+    /// The commit the task's worktree started from.
+    pub start: Option<String>,
+    /// The task's latest committed result.
+    pub result: Option<String>,
+    /// The implementer's handoff: what changed, why, what is open.
+    pub handoff: Option<String>,
+    pub verdict: Option<Verdict>,
+    #[serde(default)]
+    pub findings: Vec<Finding>,
+    #[serde(default)]
+    pub checks: Vec<CheckResult>,
+    /// The debugger's account of a failing check, for the next round.
+    pub diagnosis: Option<String>,
+    pub error: Option<String>,
+    #[serde(default)]
+    pub spend: Spend,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+impl Task {
+    pub fn new(spec: TaskSpec, kind: TaskKind) -> Self {
+        Self {
+            id: spec.id,
+            title: spec.title,
+            instructions: spec.instructions,
+            depends_on: spec.depends_on,
+            files: spec.files,
+            kind,
+            status: TaskStatus::Pending,
+            role: None,
+            round: 0,
+            branch: None,
+            start: None,
+            result: None,
+            handoff: None,
+            verdict: None,
+            findings: Vec::new(),
+            checks: Vec::new(),
+            diagnosis: None,
+            error: None,
+            spend: Spend::default(),
+            started_at: None,
+            finished_at: None,
+        }
+    }
+}
+
+/// A task as the planner (or the debugger, or a delegation) describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub id: String,
+    pub title: String,
+    pub instructions: String,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    #[serde(default)]
+    pub files: Vec<String>,
+}
+
+/// A question for the user, with the answers that drive what happens next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escalation {
+    pub id: String,
+    pub task: Option<String>,
+    pub question: String,
+    pub choices: Vec<Choice>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Choice {
+    /// `retry`, `send_back`, `continue`, `abort`.
+    pub id: String,
+    pub label: String,
+}
+
+/// A plan: a goal, the tasks that reach it, and everything that happened on the way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub id: String,
+    pub goal: String,
+    pub status: PlanStatus,
+    pub created_at: String,
+    pub updated_at: String,
+    /// The snapshot the plan started from: what the user saw.
+    pub base: String,
+    /// `pitcrew/<plan>/integration`.
+    pub integration_branch: String,
+    /// Skip the planner: the tasks were given (a delegation).
+    #[serde(default)]
+    pub preplanned: bool,
+    pub tasks: Vec<Task>,
+    #[serde(default)]
+    pub spend: Spend,
+    #[serde(default)]
+    pub spend_by_role: BTreeMap<Role, Spend>,
+    /// The question waiting for the user, if any.
+    pub escalation: Option<Escalation>,
+    /// Questions raised while another was pending; asked in turn.
+    #[serde(default)]
+    pub queued_escalations: Vec<Escalation>,
+    /// The test check on the integrated result.
+    pub integration_test: Option<CheckResult>,
+    /// Debugger fix rounds after a failing integration test.
+    #[serde(default)]
+    pub fix_rounds: u32,
+    /// Why the plan ended as it did.
+    pub outcome: Option<String>,
+    /// Planner attempts that submitted an invalid plan.
+    #[serde(default)]
+    pub invalid_plans: u32,
+    /// Counters for ids of findings, resolve and fix tasks.
+    #[serde(default)]
+    pub serial: u64,
+}
+
+impl Plan {
+    pub fn new(id: String, goal: String, base: String) -> Self {
+        let now = crate::team::now();
+        Self {
+            integration_branch: format!("pitcrew/{id}/integration"),
+            id,
+            goal,
+            status: PlanStatus::Planning,
+            created_at: now.clone(),
+            updated_at: now,
+            base,
+            preplanned: false,
+            tasks: Vec::new(),
+            spend: Spend::default(),
+            spend_by_role: BTreeMap::new(),
+            escalation: None,
+            queued_escalations: Vec::new(),
+            integration_test: None,
+            fix_rounds: 0,
+            outcome: None,
+            invalid_plans: 0,
+            serial: 0,
+        }
+    }
+
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.tasks.iter().find(|t| t.id == id)
+    }
+
+    pub fn task_mut(&mut self, id: &str) -> Option<&mut Task> {
+        self.tasks.iter_mut().find(|t| t.id == id)
+    }
+
+    /// A fresh number for ids within the plan.
+    pub fn next_serial(&mut self) -> u64 {
+        self.serial += 1;
+        self.serial
+    }
+
+    /// Tasks in an order where every task comes after its dependencies.
+    pub fn topological_order(&self) -> Vec<String> {
+        let specs: Vec<(String, Vec<String>)> = self
+            .tasks
+            .iter()
+            .map(|t| (t.id.clone(), t.depends_on.clone()))
+            .collect();
+        topological(&specs).unwrap_or_default()
+    }
+}
+
+/// Kahn's algorithm; `None` when there is a cycle. Ties keep the given order.
+fn topological(tasks: &[(String, Vec<String>)]) -> Option<Vec<String>> {
+    let mut indegree: HashMap<&str, usize> = tasks.iter().map(|(id, _)| (id.as_str(), 0)).collect();
+    for (id, deps) in tasks {
+        *indegree.get_mut(id.as_str())? += deps.len();
+    }
+    let mut ready: VecDeque<&str> = tasks
+        .iter()
+        .filter(|(id, _)| indegree[id.as_str()] == 0)
+        .map(|(id, _)| id.as_str())
+        .collect();
+    let mut order = Vec::new();
+    while let Some(id) = ready.pop_front() {
+        order.push(id.to_owned());
+        for (other, deps) in tasks {
+            if deps.iter().any(|d| d == id) {
+                let degree = indegree.get_mut(other.as_str())?;
+                *degree -= 1;
+                if *degree == 0 {
+                    ready.push_back(other.as_str());
+                }
+            }
+        }
+    }
+    (order.len() == tasks.len()).then_some(order)
+}
+
+/// Task ids pitcrew uses for its own worktrees and branches.
+pub const RESERVED_IDS: [&str; 3] = ["planner", "verify", "integration"];
+
+/// Checks a submitted plan; the error says what to change, for the planner to try again.
+pub fn validate(specs: &[TaskSpec], max_tasks: u32) -> Result<(), String> {
+    if specs.is_empty() {
+        return Err("the plan has no tasks; give at least one".into());
+    }
+    if specs.len() > max_tasks as usize {
+        return Err(format!(
+            "the plan has {} tasks; at most {max_tasks} are allowed: merge some",
+            specs.len()
+        ));
+    }
+    let mut ids = HashSet::new();
+    for spec in specs {
+        if crate::git::check_id(&spec.id).is_err() || spec.id.len() > 40 {
+            return Err(format!(
+                "task id {:?} is not usable: use up to 40 letters, digits, `-` or `_`",
+                spec.id
+            ));
+        }
+        if RESERVED_IDS.contains(&spec.id.as_str()) {
+            return Err(format!(
+                "task id {:?} is reserved by pitcrew; choose another",
+                spec.id
+            ));
+        }
+        if !ids.insert(spec.id.as_str()) {
+            return Err(format!("task id {:?} is used twice", spec.id));
+        }
+        if spec.title.trim().is_empty() || spec.instructions.trim().is_empty() {
+            return Err(format!("task {:?} needs a title and instructions", spec.id));
+        }
+    }
+    for spec in specs {
+        for dep in &spec.depends_on {
+            if dep == &spec.id {
+                return Err(format!("task {:?} depends on itself", spec.id));
+            }
+            if !ids.contains(dep.as_str()) {
+                return Err(format!(
+                    "task {:?} depends on {dep:?}, which is not in the plan",
+                    spec.id
+                ));
+            }
+        }
+    }
+    let graph: Vec<(String, Vec<String>)> = specs
+        .iter()
+        .map(|s| (s.id.clone(), s.depends_on.clone()))
+        .collect();
+    if topological(&graph).is_none() {
+        return Err("the dependencies form a cycle; a task cannot wait for itself".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(id: &str, deps: &[&str]) -> TaskSpec {
+        TaskSpec {
+            id: id.into(),
+            title: format!("task {id}"),
+            instructions: "do it".into(),
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            files: vec![],
+        }
+    }
+
+    #[test]
+    fn valid_plans_pass_and_invalid_ones_say_why() {
+        assert_eq!(validate(&[spec("a", &[]), spec("b", &["a"])], 8), Ok(()));
+        let cases: Vec<(Vec<TaskSpec>, &str)> = vec![
+            (vec![], "no tasks"),
+            (vec![spec("a", &[]), spec("a", &[])], "used twice"),
+            (vec![spec("a", &["b"])], "not in the plan"),
+            (vec![spec("a", &["a"])], "depends on itself"),
+            (vec![spec("a", &["b"]), spec("b", &["a"])], "cycle"),
+            (vec![spec("../x", &[])], "not usable"),
+            (vec![spec("verify", &[])], "reserved"),
+            (
+                (0..9).map(|i| spec(&format!("t{i}"), &[])).collect(),
+                "at most 8",
+            ),
+        ];
+        for (specs, expected) in cases {
+            let error = validate(&specs, 8).unwrap_err();
+            assert!(error.contains(expected), "{error} should say {expected}");
+        }
+    }
+
+    #[test]
+    fn topological_order_respects_dependencies() {
+        let order = topological(&[
+            ("c".into(), vec!["a".into(), "b".into()]),
+            ("a".into(), vec![]),
+            ("b".into(), vec!["a".into()]),
+        ])
+        .unwrap();
+        assert_eq!(order, ["a", "b", "c"]);
+    }
+}
