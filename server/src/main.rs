@@ -55,6 +55,14 @@ enum Command {
     Log {
         #[arg(long)]
         json: bool,
+        /// Only this plan's entries.
+        #[arg(long)]
+        plan: Option<String>,
+    },
+    /// Apply a ready plan's result to the working tree, merging with your edits.
+    Apply {
+        /// The plan (default: the most recent ready one).
+        plan: Option<String>,
     },
     /// Check the configuration and the models it names.
     Doctor {
@@ -98,16 +106,36 @@ fn main() -> ExitCode {
                 1
             }
         },
-        Command::Run { .. } => cli::not_yet_available("run"),
+        Command::Run { goal, yes, json } => with_cwd("run", |cwd| {
+            run_async(cli::run::run(
+                &cwd,
+                cli::run::RunOptions { goal, yes, json },
+            ))
+        }),
         Command::Plan { .. } => cli::not_yet_available("plan"),
-        Command::Status { .. } => cli::not_yet_available("status"),
-        Command::Log { .. } => cli::not_yet_available("log"),
+        Command::Status { json } => with_cwd("status", |cwd| cli::plans::status(&cwd, json)),
+        Command::Log { json, plan } => {
+            with_cwd("log", |cwd| cli::plans::log(&cwd, json, plan.as_deref()))
+        }
+        Command::Apply { plan } => with_cwd("apply", |cwd| {
+            run_async(cli::plans::apply(&cwd, plan.as_deref()))
+        }),
         Command::Demo => cli::not_yet_available("demo"),
         Command::FakeModel { script, port } => {
             run_async(cli::fake_model::run(script.as_deref(), port))
         }
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn with_cwd(command: &str, run: impl FnOnce(std::path::PathBuf) -> i32) -> i32 {
+    match std::env::current_dir() {
+        Ok(cwd) => run(cwd),
+        Err(err) => {
+            cli::output::error(&format!("pitcrew {command}: no current directory: {err}"));
+            1
+        }
+    }
 }
 
 fn run_async<F: std::future::Future<Output = i32>>(future: F) -> i32 {

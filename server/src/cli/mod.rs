@@ -3,6 +3,8 @@
 pub mod doctor;
 pub mod fake_model;
 pub mod output;
+pub mod plans;
+pub mod run;
 pub mod workspace;
 
 /// Exit status of a subcommand that does not exist yet in this build.

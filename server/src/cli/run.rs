@@ -1,0 +1,547 @@
+//! `pitcrew run "<goal>"`: the whole team, headless, in the current repository.
+//!
+//! Plans (or resumes an unfinished plan with the same goal), runs the team with live progress,
+//! answers escalations (at a prompt when interactive, "abort" otherwise), prints a summary, and
+//! with `--yes` applies the integrated result to the working tree by three-way merge. Exits 0
+//! only when the plan succeeded.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc};
+
+use super::output;
+use crate::config::{self, ConfigPaths, Role};
+use crate::git::{self, GitRepo};
+use crate::model::Models;
+use crate::team::plan::{Escalation, Plan, PlanStatus, TaskStatus, Verdict};
+use crate::team::store::JournalEntry;
+use crate::team::{self, Command, Event, Store, TeamContext};
+
+pub struct RunOptions {
+    pub goal: String,
+    pub yes: bool,
+    pub json: bool,
+}
+
+/// Everything a CLI command needs about the repository it runs in.
+pub struct Setup {
+    pub repo: GitRepo,
+    pub store: Arc<Store>,
+    pub config: Arc<config::Config>,
+}
+
+/// Finds the repository and its configuration and state; the error is for the user.
+pub fn setup(cwd: &Path) -> Result<Setup, String> {
+    let repo = GitRepo::discover(cwd).map_err(|_| {
+        format!(
+            "{} is not inside a git repository; pitcrew works in one",
+            cwd.display()
+        )
+    })?;
+    let loaded = config::load(&ConfigPaths::discover(Some(repo.workdir())), None, None);
+    let config = loaded.config.map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        format!("the configuration has problems:\n{}", lines.join("\n"))
+    })?;
+    let store = Store::open(repo.state_dir())
+        .map_err(|e| format!("cannot open {}: {e}", repo.state_dir().display()))?;
+    Ok(Setup {
+        repo,
+        store: Arc::new(store),
+        config: Arc::new(config),
+    })
+}
+
+pub async fn run(cwd: &Path, options: RunOptions) -> i32 {
+    let setup = match setup(cwd) {
+        Ok(setup) => setup,
+        Err(error) => {
+            output::error(&format!("pitcrew run: {error}"));
+            return 2;
+        }
+    };
+    for role in [Role::Planner, Role::Implementer, Role::Reviewer] {
+        if setup.config.model_for(role).is_none() {
+            output::error(&format!(
+                "pitcrew run: no model for the {role}: configure [models.default] (see `pitcrew doctor`)"
+            ));
+            return 2;
+        }
+    }
+    let models = match Models::from_config(&setup.config) {
+        Ok(models) => Arc::new(models),
+        Err(error) => {
+            output::error(&format!("pitcrew run: {error}"));
+            return 2;
+        }
+    };
+    match setup.repo.run(git::worktree::recover).await {
+        Ok(recovery) if recovery != Default::default() => {
+            tracing::warn!("recovered from an earlier crash: {recovery:?}");
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!("recovery failed: {err}"),
+    }
+
+    // Resume an unfinished plan with the same goal, or start one.
+    let existing = setup
+        .store
+        .plans()
+        .into_iter()
+        .rev()
+        .find(|p| p.goal == options.goal && !p.status.is_terminal());
+    let plan = match existing {
+        Some(plan) => {
+            if !options.json {
+                output::line(&format!(
+                    "Resuming plan {} ({}).",
+                    plan.id,
+                    plan.status.as_str()
+                ));
+            }
+            setup
+                .store
+                .journal(&JournalEntry::new(&plan.id, "resumed").reason("pitcrew run"));
+            plan
+        }
+        None => {
+            let id = team::new_plan_id();
+            let snapshot_id = id.clone();
+            let snapshot = match setup
+                .repo
+                .run(move |r| git::snapshot::create(r, &snapshot_id, &[]))
+                .await
+            {
+                Ok(snapshot) => snapshot,
+                Err(err) => {
+                    output::error(&format!(
+                        "pitcrew run: cannot snapshot the working tree: {err}"
+                    ));
+                    return 1;
+                }
+            };
+            let plan = Plan::new(id, options.goal.clone(), snapshot.commit.to_string());
+            setup
+                .store
+                .journal(&JournalEntry::new(&plan.id, "plan_created").reason(plan.goal.clone()));
+            plan
+        }
+    };
+    let lock = match setup.store.lock_plan(&plan.id) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            output::error(&format!(
+                "pitcrew run: plan {} is being run by another pitcrew process",
+                plan.id
+            ));
+            return 1;
+        }
+        Err(err) => {
+            output::error(&format!("pitcrew run: cannot lock plan {}: {err}", plan.id));
+            return 1;
+        }
+    };
+    if let Err(err) = setup.store.save_plan(&plan) {
+        output::error(&format!("pitcrew run: cannot save plan {}: {err}", plan.id));
+        return 1;
+    }
+
+    let (events, mut receiver) = broadcast::channel(4096);
+    let (commands, command_receiver) = mpsc::channel(16);
+    let context = TeamContext {
+        repo: setup.repo.clone(),
+        store: setup.store.clone(),
+        config: setup.config.clone(),
+        models,
+        events,
+    };
+    let plan_id = plan.id.clone();
+    let started = Instant::now();
+    let mut orchestrator = tokio::spawn(team::orchestrator::run(context, plan, command_receiver));
+    let interactive = std::io::stdin().is_terminal() && !options.json;
+    let mut renderer = Renderer::new(options.json, started);
+    if !options.json {
+        output::line(&format!("pitcrew plan {plan_id}: {}", options.goal));
+    }
+    let plan = loop {
+        tokio::select! {
+            finished = &mut orchestrator => match finished {
+                Ok(plan) => break plan,
+                Err(err) => {
+                    output::error(&format!("pitcrew run: the orchestrator crashed: {err}"));
+                    return 1;
+                }
+            },
+            event = receiver.recv() => match event {
+                Ok(event) => {
+                    renderer.event(&event);
+                    if let Event::Escalated { escalation, .. } = &event {
+                        let choice = answer(escalation, interactive, &mut renderer).await;
+                        let _ = commands.send(Command::Answer { escalation: escalation.id.clone(), choice }).await;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => tracing::warn!("{n} progress events dropped"),
+                Err(broadcast::error::RecvError::Closed) => {}
+            },
+            _ = tokio::signal::ctrl_c() => {
+                renderer.note("Interrupted: cancelling the plan (press Ctrl-C again to quit at once).");
+                let _ = commands.send(Command::Cancel).await;
+            }
+        }
+    };
+    while let Ok(event) = receiver.try_recv() {
+        renderer.event(&event);
+    }
+    renderer.clear();
+
+    let mut plan = plan;
+    let mut apply_report = None;
+    if plan.status == PlanStatus::Ready && (options.yes || setup.config.team.auto_apply) {
+        match apply(&setup, &plan).await {
+            Ok(report) => {
+                if report.is_clean() {
+                    plan.status = PlanStatus::Applied;
+                    for task in &mut plan.tasks {
+                        if task.status == TaskStatus::Ready {
+                            task.status = TaskStatus::Applied;
+                        }
+                    }
+                    let _ = setup.store.save_plan(&plan);
+                }
+                setup.store.journal(
+                    &JournalEntry::new(&plan.id, "applied")
+                        .role(Role::Integrator)
+                        .reason(format!(
+                            "{} written, {} merged, {} deleted, {} conflicts",
+                            report.written.len(),
+                            report.merged.len(),
+                            report.deleted.len(),
+                            report.conflicts.len()
+                        )),
+                );
+                apply_report = Some(report);
+            }
+            Err(err) => output::error(&format!("pitcrew run: could not apply the result: {err}")),
+        }
+    }
+    drop(lock);
+
+    let succeeded = matches!(plan.status, PlanStatus::Ready | PlanStatus::Applied)
+        && apply_report.as_ref().is_none_or(|r| r.is_clean());
+    if options.json {
+        output::line(
+            &json!({"type": "summary", "plan": plan, "applied": apply_report, "ok": succeeded, "elapsed_ms": started.elapsed().as_millis() as u64})
+                .to_string(),
+        );
+    } else {
+        output::line(&summary(
+            &plan,
+            apply_report.as_ref(),
+            started.elapsed().as_secs_f64(),
+        ));
+    }
+    if succeeded { 0 } else { 1 }
+}
+
+/// Applies a ready plan's integrated result to the working tree.
+pub async fn apply(setup: &Setup, plan: &Plan) -> Result<git::apply::ApplyReport, String> {
+    let base = git2::Oid::from_str(&plan.base).map_err(|e| e.to_string())?;
+    let branch = plan.integration_branch.clone();
+    setup
+        .repo
+        .run(move |r| {
+            let head = r
+                .find_branch(&branch, git2::BranchType::Local)
+                .and_then(|b| b.get().peel_to_commit())
+                .map(|c| c.id())
+                .map_err(|e| git::GitError::Refused(format!("{branch}: {e}")))?;
+            git::apply::apply_to_workdir(r, base, head)
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Picks an answer: at a prompt when someone is there, "abort" otherwise.
+async fn answer(escalation: &Escalation, interactive: bool, renderer: &mut Renderer) -> String {
+    if !interactive {
+        renderer.note(&format!(
+            "Question: {} — answering \"abort\" (not interactive).",
+            escalation.question
+        ));
+        return "abort".into();
+    }
+    renderer.suspend();
+    let mut prompt = format!("\nQuestion: {}\n", escalation.question);
+    for (i, choice) in escalation.choices.iter().enumerate() {
+        prompt.push_str(&format!("  {}) {}\n", i + 1, choice.label));
+    }
+    prompt.push_str("Answer with a number: ");
+    output::error(prompt.trim_end_matches('\n'));
+    let choices = escalation.choices.clone();
+    let picked = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).ok()?;
+        let n: usize = line.trim().parse().ok()?;
+        choices.get(n.checked_sub(1)?).map(|c| c.id.clone())
+    })
+    .await
+    .ok()
+    .flatten();
+    picked.unwrap_or_else(|| "abort".into())
+}
+
+/// Live progress: bars on a terminal, lines otherwise, JSON lines with `--json`.
+struct Renderer {
+    json: bool,
+    started: Instant,
+    bars: Option<MultiProgress>,
+    agents: HashMap<(String, Role), ProgressBar>,
+}
+
+impl Renderer {
+    fn new(json: bool, started: Instant) -> Self {
+        let bars = (!json && std::io::stdout().is_terminal()).then(MultiProgress::new);
+        Self {
+            json,
+            started,
+            bars,
+            agents: HashMap::new(),
+        }
+    }
+
+    fn stamp(&self) -> String {
+        format!("[{:>6.1}s]", self.started.elapsed().as_secs_f64())
+    }
+
+    fn note(&mut self, text: &str) {
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.println(text);
+            }
+            None if self.json => {}
+            None => output::line(text),
+        }
+    }
+
+    fn suspend(&mut self) {
+        if let Some(bars) = &self.bars {
+            bars.suspend(|| {});
+        }
+    }
+
+    fn clear(&mut self) {
+        for (_, bar) in self.agents.drain() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn event(&mut self, event: &Event) {
+        if self.json {
+            if let Ok(line) = serde_json::to_string(event) {
+                output::line(&line);
+            }
+            return;
+        }
+        let stamp = self.stamp();
+        match event {
+            Event::AgentStarted { task, role, .. } => {
+                let label = format!("{:<11} {task}", role.as_str());
+                if let Some(bars) = &self.bars {
+                    let bar = bars.add(ProgressBar::new_spinner());
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    bar.set_prefix(label);
+                    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                    self.agents.insert((task.clone(), *role), bar);
+                } else {
+                    output::line(&format!("{stamp} {label}: started"));
+                }
+            }
+            Event::Activity {
+                task,
+                role,
+                message,
+                tokens,
+                cost_usd,
+                ..
+            } => {
+                let spend = spend_text(*tokens, *cost_usd);
+                match self.agents.get(&(task.clone(), *role)) {
+                    Some(bar) => bar.set_message(format!("{message} · {spend}")),
+                    None if self.bars.is_none() => output::line(&format!(
+                        "{stamp} {:<11} {task}: {message} · {spend}",
+                        role.as_str()
+                    )),
+                    None => {}
+                }
+            }
+            Event::AgentFinished {
+                task,
+                role,
+                outcome,
+                ..
+            } => {
+                let line = format!("{stamp} {:<11} {task}: {outcome}", role.as_str());
+                match self.agents.remove(&(task.clone(), *role)) {
+                    Some(bar) => {
+                        bar.finish_and_clear();
+                        self.note(&line);
+                    }
+                    None => self.note(&line),
+                }
+            }
+            Event::TaskChanged {
+                task,
+                status,
+                reason,
+                ..
+            } => {
+                let line = match reason {
+                    Some(reason) => format!("{stamp} task {task} is {}: {reason}", status.as_str()),
+                    None => format!("{stamp} task {task} is {}", status.as_str()),
+                };
+                self.note(&line);
+            }
+            Event::PlanChanged { status, .. } => {
+                self.note(&format!("{stamp} plan is {}", status.as_str()));
+            }
+            Event::Findings { task, findings, .. } => {
+                for finding in findings.iter().take(5) {
+                    self.note(&format!(
+                        "{stamp}   {task}: {:?} {}:{}: {}",
+                        finding.severity, finding.path, finding.line, finding.message
+                    ));
+                }
+                if findings.len() > 5 {
+                    self.note(&format!(
+                        "{stamp}   {task}: and {} more findings",
+                        findings.len() - 5
+                    ));
+                }
+            }
+            Event::Escalated { .. } | Event::Finished { .. } => {}
+        }
+    }
+}
+
+fn spend_text(tokens: u64, cost_usd: f64) -> String {
+    let tokens = if tokens >= 1_000 {
+        format!("{:.1}k tok", tokens as f64 / 1000.0)
+    } else {
+        format!("{tokens} tok")
+    };
+    if cost_usd > 0.0 {
+        format!("{tokens} ${cost_usd:.4}")
+    } else {
+        tokens
+    }
+}
+
+/// The closing summary: tasks, verdicts, checks, spend, time, and what to do next.
+pub fn summary(plan: &Plan, applied: Option<&git::apply::ApplyReport>, seconds: f64) -> String {
+    let mut out = format!(
+        "\nPlan {} is {}{}\n",
+        plan.id,
+        plan.status.as_str(),
+        plan.outcome
+            .as_ref()
+            .map(|o| format!(": {o}"))
+            .unwrap_or_default()
+    );
+    for task in &plan.tasks {
+        let verdict = match task.verdict {
+            Some(Verdict::Approve) => "approved",
+            Some(Verdict::RequestChanges) => "changes requested",
+            Some(Verdict::Reject) => "rejected",
+            None => "-",
+        };
+        let checks: Vec<String> = task
+            .checks
+            .iter()
+            .map(|c| format!("{} {}", c.name, if c.passed { "ok" } else { "FAILED" }))
+            .collect();
+        out.push_str(&format!(
+            "  {:<14} {:<10} {:<18} round {}  {}  {}{}\n",
+            task.id,
+            task.status.as_str(),
+            verdict,
+            task.round + 1,
+            if checks.is_empty() {
+                "no checks".to_owned()
+            } else {
+                checks.join(", ")
+            },
+            spend_text(task.spend.tokens(), task.spend.cost_usd),
+            task.error
+                .as_ref()
+                .map(|e| format!("\n      {e}"))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(test) = &plan.integration_test {
+        out.push_str(&format!(
+            "  integration: `{}` {} on {}\n",
+            test.name,
+            if test.passed { "passed" } else { "FAILED" },
+            plan.integration_branch
+        ));
+    }
+    out.push_str(&format!(
+        "  spent: {} tokens ({} in, {} out{}) in {} model calls{}; {seconds:.1} s\n",
+        plan.spend.tokens(),
+        plan.spend.input_tokens,
+        plan.spend.output_tokens,
+        if plan.spend.estimated {
+            ", some estimated"
+        } else {
+            ""
+        },
+        plan.spend.calls,
+        if plan.spend.cost_usd > 0.0 {
+            format!(", ${:.4}", plan.spend.cost_usd)
+        } else {
+            String::new()
+        },
+    ));
+    match (plan.status, applied) {
+        (_, Some(report)) => {
+            out.push_str(&format!(
+                "Applied to your working tree: {} written, {} merged with your edits, {} deleted.\n",
+                report.written.len(),
+                report.merged.len(),
+                report.deleted.len()
+            ));
+            for conflict in &report.conflicts {
+                out.push_str(&format!(
+                    "  left untouched: {} ({})\n",
+                    conflict.path, conflict.reason
+                ));
+            }
+        }
+        (PlanStatus::Ready, None) => out.push_str(&format!(
+            "The result is on branch {}. Apply it with `pitcrew apply {}` (a three-way merge \
+             that keeps your edits), or look first: `git diff {} {}`.\n",
+            plan.integration_branch,
+            plan.id,
+            &plan.base[..plan.base.len().min(12)],
+            plan.integration_branch
+        )),
+        _ => {}
+    }
+    if let Some(escalation) = &plan.escalation {
+        out.push_str(&format!("Open question: {}\n", escalation.question));
+    }
+    out.push_str(&format!(
+        "See `pitcrew log` for who did what, and `git branch --list 'pitcrew/{}/*'` for the branches.",
+        plan.id
+    ));
+    out
+}
