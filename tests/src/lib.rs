@@ -2,6 +2,9 @@
 //! helpers scenario tests share (workspaces on disk, URIs, the binary itself).
 
 pub mod client;
+pub mod fake;
+pub mod repo;
+pub mod team;
 pub mod text_model;
 
 use std::path::{Path, PathBuf};
