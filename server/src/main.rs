@@ -38,8 +38,12 @@ enum Command {
         /// Print machine-readable JSON instead of progress lines.
         #[arg(long)]
         json: bool,
+        /// Answer every question this way when nobody is at a terminal: retry, send_back,
+        /// continue or abort (the default). An answer a question does not offer means abort.
+        #[arg(long, value_name = "CHOICE")]
+        answer: Option<String>,
     },
-    /// Ask the planner for a plan without running it.
+    /// Ask the planner for a plan without running it; `pitcrew run` with the same goal runs it.
     Plan {
         /// What the plan should achieve.
         goal: String,
@@ -106,13 +110,31 @@ fn main() -> ExitCode {
                 1
             }
         },
-        Command::Run { goal, yes, json } => with_cwd("run", |cwd| {
-            run_async(cli::run::run(
-                &cwd,
-                cli::run::RunOptions { goal, yes, json },
-            ))
+        Command::Run {
+            goal,
+            yes,
+            json,
+            answer,
+        } => with_cwd("run", |cwd| {
+            let options = cli::run::RunOptions {
+                goal,
+                yes,
+                json,
+                answer,
+                plan_only: false,
+            };
+            run_async(cli::run::run(&cwd, options))
         }),
-        Command::Plan { .. } => cli::not_yet_available("plan"),
+        Command::Plan { goal, json } => with_cwd("plan", |cwd| {
+            let options = cli::run::RunOptions {
+                goal,
+                yes: false,
+                json,
+                answer: None,
+                plan_only: true,
+            };
+            run_async(cli::run::run(&cwd, options))
+        }),
         Command::Status { json } => with_cwd("status", |cwd| cli::plans::status(&cwd, json)),
         Command::Log { json, plan } => {
             with_cwd("log", |cwd| cli::plans::log(&cwd, json, plan.as_deref()))

@@ -672,3 +672,244 @@ fn a_killed_run_resumes_without_redoing_finished_work() {
     assert!(b_results.len() >= 4, "b ran twice: {}", b_results.len());
     assert!(scenario.journal().iter().any(|e| e["event"] == "resumed"));
 }
+
+#[test]
+fn the_repositorys_conventions_reach_every_role() {
+    let scenario = TeamScenario::new(
+        &[
+            ("check.sh", CHECK),
+            (
+                "AGENTS.md",
+                "House rule: every text file ends with a newline.\n",
+            ),
+        ],
+        vec![
+            plan(json!([spec("a", "Write a.txt", &[])])),
+            write("a", "a.txt", "alpha\n"),
+            finish("a", "added a.txt"),
+            approve("a"),
+        ],
+        "",
+        "test = \"sh check.sh\"",
+    );
+    let outcome = scenario.run("Write a", &[]);
+    assert_eq!(outcome.code, Some(0), "{}", outcome.all());
+    for role in ["planner", "implementer", "reviewer"] {
+        let body = scenario.fake.requests_of(role, None)[0]["body"].to_string();
+        assert!(
+            body.contains("House rule: every text file ends with a newline."),
+            "{role}"
+        );
+    }
+}
+
+#[test]
+fn one_failing_branch_does_not_take_the_others_down() {
+    let broken = with(
+        calls("implementer", Some("a"), json!([])),
+        "fault",
+        json!({"kind": "status", "status": 400, "message": "the model refuses this task"}),
+    );
+    let scenario = TeamScenario::new(
+        &[("check.sh", CHECK)],
+        vec![
+            plan(json!([
+                spec("a", "Write a.txt", &[]),
+                spec("b", "Write b.txt", &[]),
+                spec("c", "Build on a", &["a"]),
+            ])),
+            broken,
+            write("b", "b.txt", "beta\n"),
+            finish("b", "added b.txt"),
+            approve("b"),
+        ],
+        "",
+        "test = \"sh check.sh\"",
+    );
+    let outcome = scenario.run("Write a, b, c", &["--yes"]);
+    assert_ne!(outcome.code, Some(0));
+    let plan = scenario.plan();
+    assert_eq!(plan["status"], "failed");
+    assert_eq!(task(&plan, "a")["status"], "failed");
+    assert!(
+        task(&plan, "a")["error"]
+            .as_str()
+            .unwrap()
+            .contains("the model refuses this task")
+    );
+    assert_eq!(task(&plan, "c")["status"], "cancelled");
+    assert!(task(&plan, "c")["error"].is_null());
+    assert_eq!(task(&plan, "b")["status"], "ready", "b went on regardless");
+    let integrated = scenario.repo.git(&[
+        "show",
+        &format!("{}:b.txt", plan["integration_branch"].as_str().unwrap()),
+    ]);
+    assert_eq!(integrated, "beta\n");
+    assert!(
+        !scenario.path().join("b.txt").exists(),
+        "a failed plan is not applied"
+    );
+    assert!(
+        scenario
+            .fake
+            .requests_of("implementer", Some("c"))
+            .is_empty()
+    );
+}
+
+#[test]
+fn interrupting_a_run_cancels_its_model_calls_promptly() {
+    let scenario = TeamScenario::new(
+        &[("check.sh", CHECK)],
+        vec![
+            plan(json!([spec("slow", "Take forever", &[])])),
+            with(
+                write("slow", "slow.txt", "x\n"),
+                "latency_ms",
+                json!(30_000),
+            ),
+        ],
+        "",
+        "test = \"sh check.sh\"",
+    );
+    let mut child = scenario
+        .command(&["run", "Take forever"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while scenario
+        .fake
+        .requests_of("implementer", Some("slow"))
+        .is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let interrupted = std::time::Instant::now();
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        interrupted.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        interrupted.elapsed()
+    );
+    assert_eq!(status.code(), Some(1));
+    let plan = scenario.plan();
+    assert_eq!(plan["status"], "cancelled");
+    assert_eq!(task(&plan, "slow")["status"], "cancelled");
+    // The model call itself was abandoned, not waited for.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while scenario.fake.requests_of("implementer", Some("slow"))[0]["disconnected"] != true {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the HTTP request was not stopped"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_plans_wall_time_budget_stops_it() {
+    let scenario = TeamScenario::new(
+        &[("check.sh", CHECK)],
+        vec![
+            plan(json!([spec("slow", "Take a while", &[])])),
+            with(
+                write("slow", "slow.txt", "x\n"),
+                "latency_ms",
+                json!(30_000),
+            ),
+        ],
+        "timeout_s = 1",
+        "test = \"sh check.sh\"",
+    );
+    let outcome = scenario.run("Take a while", &[]);
+    assert_ne!(outcome.code, Some(0));
+    assert!(
+        outcome.elapsed < std::time::Duration::from_secs(10),
+        "{:?}",
+        outcome.elapsed
+    );
+    assert!(
+        outcome.stdout.contains("wall-time budget"),
+        "{}",
+        outcome.all()
+    );
+    assert_eq!(scenario.plan()["status"], "escalated");
+}
+
+#[test]
+fn an_answer_given_by_flag_sends_the_task_back_for_another_round() {
+    let scenario = TeamScenario::new(
+        &[("check.sh", CHECK)],
+        vec![
+            plan(json!([spec("t", "Write t.txt", &[])])),
+            write("t", "t.txt", "draft\n"),
+            finish("t", "draft"),
+            review("t", "request_changes", "t.txt", 1, "say final, not draft"),
+            write("t", "t.txt", "final\n"),
+            finish("t", "final"),
+            approve("t"),
+        ],
+        "review_rounds = 0",
+        "test = \"sh check.sh\"",
+    );
+    let outcome = scenario.run("Write t", &["--yes", "--answer", "send_back"]);
+    assert_eq!(outcome.code, Some(0), "{}", outcome.all());
+    assert!(
+        outcome
+            .stdout
+            .contains("answering \"send_back\" (--answer)"),
+        "{}",
+        outcome.stdout
+    );
+    assert_eq!(scenario.repo.read("t.txt"), "final\n");
+}
+
+#[test]
+fn pitcrew_plan_plans_and_pitcrew_run_carries_it_out() {
+    let scenario = TeamScenario::new(
+        &[("check.sh", CHECK)],
+        vec![
+            plan(json!([
+                spec("a", "Write a.txt", &[]),
+                spec("b", "Write b.txt after a", &["a"])
+            ])),
+            write("a", "a.txt", "alpha\n"),
+            finish("a", "added a.txt"),
+            approve("a"),
+            write("b", "b.txt", "beta\n"),
+            finish("b", "added b.txt"),
+            approve("b"),
+        ],
+        "",
+        "test = \"sh check.sh\"",
+    );
+    let planned = scenario
+        .command(&["plan", "Write a then b"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&planned.stdout);
+    assert_eq!(planned.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("b                Write b.txt after a (after a)"),
+        "{stdout}"
+    );
+    assert!(
+        scenario.fake.requests_of("implementer", None).is_empty(),
+        "nothing ran"
+    );
+    let outcome = scenario.run("Write a then b", &["--yes"]);
+    assert_eq!(outcome.code, Some(0), "{}", outcome.all());
+    assert_eq!(
+        scenario.fake.requests_of("planner", None).len(),
+        1,
+        "not planned twice"
+    );
+    assert_eq!(scenario.repo.read("b.txt"), "beta\n");
+}

@@ -27,6 +27,10 @@ pub struct RunOptions {
     pub goal: String,
     pub yes: bool,
     pub json: bool,
+    /// The answer to give every question when nobody is at a terminal (default: abort).
+    pub answer: Option<String>,
+    /// Plan only, without running the tasks (`pitcrew plan`).
+    pub plan_only: bool,
 }
 
 /// Everything a CLI command needs about the repository it runs in.
@@ -163,8 +167,16 @@ pub async fn run(cwd: &Path, options: RunOptions) -> i32 {
     };
     let plan_id = plan.id.clone();
     let started = Instant::now();
-    let mut orchestrator = tokio::spawn(team::orchestrator::run(context, plan, command_receiver));
-    let interactive = std::io::stdin().is_terminal() && !options.json;
+    let mut orchestrator = if options.plan_only {
+        tokio::spawn(team::orchestrator::plan_only(
+            context,
+            plan,
+            command_receiver,
+        ))
+    } else {
+        tokio::spawn(team::orchestrator::run(context, plan, command_receiver))
+    };
+    let interactive = std::io::stdin().is_terminal() && !options.json && options.answer.is_none();
     let mut renderer = Renderer::new(options.json, started);
     if !options.json {
         output::line(&format!("pitcrew plan {plan_id}: {}", options.goal));
@@ -182,7 +194,7 @@ pub async fn run(cwd: &Path, options: RunOptions) -> i32 {
                 Ok(event) => {
                     renderer.event(&event);
                     if let Event::Escalated { escalation, .. } = &event {
-                        let choice = answer(escalation, interactive, &mut renderer).await;
+                        let choice = answer(escalation, interactive, options.answer.as_deref(), &mut renderer).await;
                         let _ = commands.send(Command::Answer { escalation: escalation.id.clone(), choice }).await;
                     }
                 }
@@ -232,6 +244,15 @@ pub async fn run(cwd: &Path, options: RunOptions) -> i32 {
     }
     drop(lock);
 
+    if options.plan_only {
+        let planned = !plan.tasks.is_empty();
+        if options.json {
+            output::line(&json!({"type": "summary", "plan": plan, "ok": planned}).to_string());
+        } else {
+            output::line(&plan_summary(&plan));
+        }
+        return if planned { 0 } else { 1 };
+    }
     let succeeded = matches!(plan.status, PlanStatus::Ready | PlanStatus::Applied)
         && apply_report.as_ref().is_none_or(|r| r.is_clean());
     if options.json {
@@ -267,11 +288,31 @@ pub async fn apply(setup: &Setup, plan: &Plan) -> Result<git::apply::ApplyReport
         .map_err(|e| e.to_string())
 }
 
-/// Picks an answer: at a prompt when someone is there, "abort" otherwise.
-async fn answer(escalation: &Escalation, interactive: bool, renderer: &mut Renderer) -> String {
+/// Picks an answer: the one given with `--answer` when it is offered, at a prompt when someone
+/// is there, "abort" otherwise.
+async fn answer(
+    escalation: &Escalation,
+    interactive: bool,
+    given: Option<&str>,
+    renderer: &mut Renderer,
+) -> String {
+    if let Some(given) = given {
+        let offered = escalation.choices.iter().any(|c| c.id == given);
+        let choice = if offered { given } else { "abort" };
+        renderer.note(&format!(
+            "Question: {} — answering \"{choice}\"{}.",
+            escalation.question,
+            if offered {
+                " (--answer)"
+            } else {
+                " (--answer was not one of the choices)"
+            }
+        ));
+        return choice.to_owned();
+    }
     if !interactive {
         renderer.note(&format!(
-            "Question: {} — answering \"abort\" (not interactive).",
+            "Question: {} — answering \"abort\" (not interactive; see --answer).",
             escalation.question
         ));
         return "abort".into();
@@ -443,6 +484,35 @@ fn spend_text(tokens: u64, cost_usd: f64) -> String {
     } else {
         tokens
     }
+}
+
+/// The task graph of a plan that has not run yet.
+fn plan_summary(plan: &Plan) -> String {
+    if plan.tasks.is_empty() {
+        return format!(
+            "\nPlan {} has no tasks: {}",
+            plan.id,
+            plan.outcome
+                .as_deref()
+                .unwrap_or("the planner did not finish")
+        );
+    }
+    let mut out = format!("\nPlan {}: {}\n", plan.id, plan.goal);
+    for task in &plan.tasks {
+        out.push_str(&format!("  {:<16} {}", task.id, task.title));
+        if !task.depends_on.is_empty() {
+            out.push_str(&format!(" (after {})", task.depends_on.join(", ")));
+        }
+        out.push('\n');
+        for line in task.instructions.lines() {
+            out.push_str(&format!("      {line}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "Run it with `pitcrew run \"{}\"` (it continues this plan).",
+        plan.goal.replace('"', "\\\"")
+    ));
+    out
 }
 
 /// The closing summary: tasks, verdicts, checks, spend, time, and what to do next.

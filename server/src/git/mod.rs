@@ -143,22 +143,76 @@ impl GitRepo {
         Repository::open(&self.workdir).context(|| format!("opening {}", self.workdir.display()))
     }
 
-    /// Runs `operation` on a blocking thread with a freshly opened repository, one operation of
-    /// this process at a time.
+    /// Runs `operation` on a blocking thread with a freshly opened repository, one such
+    /// operation of this process at a time: for what touches state tasks share (the snapshot
+    /// refs, git's worktree registry, the integration branch).
     pub async fn run<T, F>(&self, operation: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Repository) -> Result<T> + Send + 'static,
+    {
+        self.spawn(true, operation).await
+    }
+
+    /// Like `run`, without waiting for other operations: for reads, and for work confined to one
+    /// task's own worktree and branch (writing its files, committing, resetting it).
+    pub async fn run_concurrently<T, F>(&self, operation: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Repository) -> Result<T> + Send + 'static,
+    {
+        self.spawn(false, operation).await
+    }
+
+    async fn spawn<T, F>(&self, serial: bool, operation: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Repository) -> Result<T> + Send + 'static,
     {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let _serial = this.lock.lock().unwrap_or_else(|p| p.into_inner());
+            let _serial = serial.then(|| this.lock.lock().unwrap_or_else(|p| p.into_inner()));
+            let started = std::time::Instant::now();
             let repo = this.open()?;
-            operation(&repo)
+            let result = operation(&repo);
+            GIT_NANOS.fetch_add(
+                started.elapsed().as_nanos() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            result
         })
         .await
         .map_err(|err| GitError::Interrupted(err.to_string()))?
     }
+
+    /// A task's worktree, ready: registered under the lock, its files written concurrently with
+    /// other tasks' git work.
+    pub async fn ensure_worktree(
+        &self,
+        plan: &str,
+        task: &str,
+        start: git2::Oid,
+    ) -> Result<worktree::TaskWorktree> {
+        let (plan, task) = (plan.to_owned(), task.to_owned());
+        let (prepared, checkout) = self
+            .run(move |repo| worktree::prepare(repo, &plan, &task, start))
+            .await?;
+        if let Some(tree) = checkout {
+            let ready = prepared.clone();
+            self.run_concurrently(move |repo| worktree::populate(repo, &ready, tree))
+                .await?;
+        }
+        Ok(prepared)
+    }
+}
+
+/// Time spent in git operations by this process, for benchmarks that separate pitcrew's own
+/// time from git's.
+static GIT_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The total time this process has spent in git operations run through `GitRepo`.
+pub fn time_in_git() -> std::time::Duration {
+    std::time::Duration::from_nanos(GIT_NANOS.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 /// A repository-relative path with `/` separators, from a path that may be absolute.

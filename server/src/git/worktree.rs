@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use git2::{BranchType, Oid, Repository, WorktreeAddOptions, WorktreePruneOptions};
 
-use super::{Context, GitError, Result, check_id, checkout, signature};
+use super::{Context, GitError, Result, check_id, checkout};
 
 /// Locks older than this, in pitcrew's worktrees and branches, were left by a dead process.
 pub const STALE_LOCK_AGE: Duration = Duration::from_secs(60);
@@ -22,8 +22,6 @@ const TRASH_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Written into git's admin directory for the worktree once creation has finished.
 const READY_MARKER: &str = "pitcrew-ready";
 const NAME_PREFIX: &str = "pitcrew-";
-/// Branches that exist only while a worktree is being created.
-const TEMPORARY_BRANCHES: &str = "pitcrew-tmp/";
 
 /// A task's worktree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +66,23 @@ fn trash_dir(repo: &Repository) -> PathBuf {
 /// complete worktree on the right branch is reused as it is, with whatever work it holds; an
 /// existing branch is kept (it may hold committed work) and `start` is then ignored.
 pub fn ensure(repo: &Repository, plan: &str, task: &str, start: Oid) -> Result<TaskWorktree> {
+    let (worktree, checkout) = prepare(repo, plan, task, start)?;
+    if let Some(tree) = checkout {
+        populate(repo, &worktree, tree)?;
+    }
+    Ok(worktree)
+}
+
+/// The first half of `ensure`, which touches what tasks share (branches, git's worktree
+/// registry): reuses a complete worktree, or registers a new one. Returns the tree still to be
+/// written into it, when it is new; `populate` does that, and may run concurrently with other
+/// tasks' git work.
+pub fn prepare(
+    repo: &Repository,
+    plan: &str,
+    task: &str,
+    start: Oid,
+) -> Result<(TaskWorktree, Option<Oid>)> {
     check_id(plan)?;
     check_id(task)?;
     let name = worktree_name(plan, task);
@@ -87,13 +102,14 @@ pub fn ensure(repo: &Repository, plan: &str, task: &str, start: Oid) -> Result<T
                     .context(|| format!("locking worktree {name}"))?;
             }
             let head = branch_head(repo, &branch)?;
-            return Ok(TaskWorktree {
+            let worktree = TaskWorktree {
                 name,
                 path,
                 branch,
                 head,
                 reused: true,
-            });
+            };
+            return Ok((worktree, None));
         }
         tracing::warn!(worktree = %name, complete, valid, "recreating an unusable worktree");
         let old_path = existing.path().to_path_buf();
@@ -123,9 +139,11 @@ pub fn ensure(repo: &Repository, plan: &str, task: &str, start: Oid) -> Result<T
         .peel_to_tree()
         .context(|| format!("reading the tree of {branch}"))?
         .id();
-    if checkout::filter_free(repo, tree)? {
-        add_then_check_out_in_parallel(repo, &name, &path, &branch, tree)?;
+    let parallel = checkout::filter_free(repo, tree)?;
+    if parallel {
+        register_empty(repo, &name, &path, &branch)?;
     } else {
+        // libgit2 checks out (with the filters the tree asks for) as it registers.
         let mut options = WorktreeAddOptions::new();
         options.lock(true).reference(Some(&reference));
         repo.worktree(&name, &path, Some(&options))
@@ -133,70 +151,70 @@ pub fn ensure(repo: &Repository, plan: &str, task: &str, start: Oid) -> Result<T
     }
     // Created locked (so never unprotected); the reason says whose lock it is, as
     // `git worktree lock --reason` would write it.
-    let admin = admin_dir(repo, &name);
-    std::fs::write(admin.join("locked"), lock_reason(task))
+    std::fs::write(admin_dir(repo, &name).join("locked"), lock_reason(task))
         .context(|| format!("locking worktree {name}"))?;
-    std::fs::write(admin.join(READY_MARKER), task)
-        .context(|| format!("marking worktree {name} ready"))?;
     let head = branch_head(repo, &branch)?;
-    Ok(TaskWorktree {
+    let worktree = TaskWorktree {
         name,
         path,
         branch,
         head,
         reused: false,
-    })
+    };
+    if parallel {
+        Ok((worktree, Some(tree)))
+    } else {
+        mark_ready(repo, &worktree)?;
+        Ok((worktree, None))
+    }
 }
 
-/// Registers the worktree on a temporary branch whose tree is empty (so libgit2 writes no
-/// files), points it at `branch`, and writes the files with the parallel checkout.
-fn add_then_check_out_in_parallel(
-    repo: &Repository,
-    name: &str,
-    path: &Path,
-    branch: &str,
-    tree: Oid,
-) -> Result<()> {
-    let empty_tree = repo
-        .treebuilder(None)
-        .and_then(|builder| builder.write())
-        .context(|| "writing the empty tree".into())?;
-    let empty_tree = repo
-        .find_tree(empty_tree)
-        .context(|| "reading the empty tree".into())?;
-    let signature = signature("worktree")?;
-    let empty = repo
-        .commit(
-            None,
-            &signature,
-            &signature,
-            "pitcrew: empty start",
-            &empty_tree,
-            &[],
-        )
-        .context(|| "writing the empty start commit".into())?;
-    let empty = repo
-        .find_commit(empty)
-        .context(|| "reading the empty start commit".into())?;
-    let temporary = format!("{TEMPORARY_BRANCHES}{name}");
-    let temporary_ref = repo
-        .branch(&temporary, &empty, true)
-        .context(|| format!("creating branch {temporary}"))?
-        .into_reference();
-    let mut options = WorktreeAddOptions::new();
-    options.lock(true).reference(Some(&temporary_ref));
-    repo.worktree(name, path, Some(&options))
-        .context(|| format!("creating worktree {name} at {}", path.display()))?;
-    Repository::open(path)
-        .and_then(|worktree| worktree.set_head(&format!("refs/heads/{branch}")))
-        .context(|| format!("pointing worktree {name} at {branch}"))?;
-    if let Ok(mut branch) = repo.find_branch(&temporary, BranchType::Local) {
-        branch
-            .delete()
-            .context(|| format!("deleting branch {temporary}"))?;
-    }
+/// The second half of `ensure`: writes `tree` into a freshly prepared worktree and marks it
+/// complete. Touches only that worktree.
+pub fn populate(repo: &Repository, worktree: &TaskWorktree, tree: Oid) -> Result<()> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
-    checkout::checkout(repo, tree, path, threads)
+    checkout::checkout(repo, tree, &worktree.path, threads)?;
+    mark_ready(repo, worktree)
+}
+
+fn mark_ready(repo: &Repository, worktree: &TaskWorktree) -> Result<()> {
+    std::fs::write(
+        admin_dir(repo, &worktree.name).join(READY_MARKER),
+        &worktree.branch,
+    )
+    .context(|| format!("marking worktree {} ready", worktree.name))
+}
+
+/// Registers an empty worktree at `path` on `branch`, writing git's worktree layout (see
+/// gitrepository-layout(5)) directly: `gitdir`, `commondir` and `HEAD` in the admin directory,
+/// and a `.git` file in the worktree. libgit2's `git_worktree_add` would check out as it
+/// registers, and its registration alone (with the temporary branch an empty checkout needs)
+/// measured near 70 ms on a slow disk, under the repository lock; this is a handful of small
+/// files. `populate` writes the files and the index.
+fn register_empty(repo: &Repository, name: &str, path: &Path, branch: &str) -> Result<()> {
+    let admin = admin_dir(repo, name);
+    std::fs::create_dir_all(&admin).context(|| format!("creating {}", admin.display()))?;
+    std::fs::create_dir_all(path).context(|| format!("creating {}", path.display()))?;
+    let admin = admin
+        .canonicalize()
+        .context(|| format!("resolving {}", admin.display()))?;
+    let worktree = path
+        .canonicalize()
+        .context(|| format!("resolving {}", path.display()))?;
+    let write = |file: PathBuf, text: String| {
+        std::fs::write(&file, text).context(|| format!("writing {}", file.display()))
+    };
+    write(admin.join("commondir"), "../..\n".into())?;
+    write(admin.join("HEAD"), format!("ref: refs/heads/{branch}\n"))?;
+    write(
+        admin.join("gitdir"),
+        format!("{}\n", worktree.join(".git").display()),
+    )?;
+    write(
+        worktree.join(".git"),
+        format!("gitdir: {}\n", admin.display()),
+    )?;
+    Ok(())
 }
 
 fn lock_reason(task: &str) -> String {
@@ -309,20 +327,6 @@ pub fn recover(repo: &Repository) -> Result<Recovery> {
         }
         prune(repo, name)?;
         recovery.pruned.push(name.to_owned());
-    }
-
-    // Temporary branches of creations a crash cut short.
-    if let Ok(branches) = repo.branches(Some(BranchType::Local)) {
-        for (mut branch, _) in branches.flatten() {
-            let temporary = branch
-                .name()
-                .ok()
-                .flatten()
-                .is_some_and(|name| name.starts_with(TEMPORARY_BRANCHES));
-            if temporary && !branch.is_head() {
-                let _ = branch.delete();
-            }
-        }
     }
 
     // Directories in pitcrew's worktrees directory that git does not know.

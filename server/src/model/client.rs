@@ -26,6 +26,15 @@ const MAX_RESPONSE_BODY: usize = 64 * 1024 * 1024;
 /// The longest backoff between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// Time spent in model calls by this process, for benchmarks that separate pitcrew's own time
+/// from the models'.
+static MODEL_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The total time this process has spent waiting on model calls (concurrent calls add up).
+pub fn time_in_models() -> Duration {
+    Duration::from_nanos(MODEL_NANOS.load(Ordering::Relaxed))
+}
+
 /// A key read from the environment. Its `Debug` never shows it.
 #[derive(Clone)]
 pub struct Secret(String);
@@ -235,6 +244,7 @@ impl ModelClient {
                 }
             },
         };
+        MODEL_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let parsed = outcome.map_err(|(failure, why)| error(failure, why, &attempts))?;
 
         let usage = self.usage(request, &parsed);

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-pub use client::{ModelClient, Secret};
+pub use client::{ModelClient, Secret, time_in_models};
 pub use error::{CallError, Failure, TimeoutPhase};
 pub use types::{
     CallContext, ChatRequest, Completion, Message, StopReason, ToolCall, ToolSpec, Usage,

@@ -99,6 +99,17 @@ pub async fn run(context: TeamContext, plan: Plan, commands: mpsc::Receiver<Comm
     Orchestrator::new(context, plan, commands).run().await
 }
 
+/// Runs only the planner: returns the plan with its tasks, not started (`pitcrew plan`).
+pub async fn plan_only(
+    context: TeamContext,
+    plan: Plan,
+    commands: mpsc::Receiver<Command>,
+) -> Plan {
+    let mut orchestrator = Orchestrator::new(context, plan, commands);
+    orchestrator.stop_after_planning = true;
+    orchestrator.run().await
+}
+
 struct Orchestrator {
     context: TeamContext,
     plan: Plan,
@@ -117,6 +128,8 @@ struct Orchestrator {
     review_queue: Vec<String>,
     deadline: Option<Instant>,
     conventions: String,
+    /// Stop once the plan has tasks (`pitcrew plan`).
+    stop_after_planning: bool,
 }
 
 impl Orchestrator {
@@ -147,6 +160,7 @@ impl Orchestrator {
             review_queue: Vec::new(),
             deadline,
             conventions,
+            stop_after_planning: false,
         }
     }
 
@@ -156,6 +170,13 @@ impl Orchestrator {
         );
         self.resume().await;
         loop {
+            if self.stop_after_planning
+                && (!self.plan.tasks.is_empty() || self.plan.status.is_terminal())
+                && self.workers.is_empty()
+            {
+                self.persist();
+                return self.plan;
+            }
             self.advance().await;
             self.persist();
             if self.plan.status.is_terminal() && self.workers.is_empty() {
@@ -284,11 +305,15 @@ impl Orchestrator {
             }
         }
 
-        // Integrate approved tasks, in dependency order, one merge at a time.
-        for id in self.plan.topological_order() {
-            if self.plan.task(&id).map(|t| t.status) == Some(TaskStatus::Approved) {
-                self.integrate(&id).await;
-            }
+        // Integrate approved tasks, in dependency order, in one pass over the repository.
+        let approved: Vec<String> = self
+            .plan
+            .topological_order()
+            .into_iter()
+            .filter(|id| self.plan.task(id).map(|t| t.status) == Some(TaskStatus::Approved))
+            .collect();
+        if !approved.is_empty() {
+            self.integrate(approved).await;
         }
 
         // A spent budget stops new work until the user answers.
@@ -432,9 +457,8 @@ impl Orchestrator {
             let result = async {
                 let base =
                     git2::Oid::from_str(&base).map_err(|e| AgentError::Setup(e.to_string()))?;
-                let id = plan_id.clone();
                 let worktree = repo
-                    .run(move |r| git::worktree::ensure(r, &id, PLANNER, base))
+                    .ensure_worktree(&plan_id, PLANNER, base)
                     .await
                     .map_err(|e| AgentError::Setup(e.to_string()))?;
                 let mut tools = tools(Role::Planner, &worktree.path, cancel.clone())?;
@@ -532,41 +556,47 @@ impl Orchestrator {
         let task_id = id.to_owned();
         tokio::spawn(async move {
             let work = async {
-                let plan = plan_id.clone();
-                let key = task_id.clone();
-                let worktree = repo
-                    .run(move |r| {
-                        let start = if start_from_integration {
-                            r.find_branch(&integration, git2::BranchType::Local)
-                                .and_then(|b| b.get().peel_to_commit())
-                                .map(|c| c.id())
-                                .map_err(|e| {
-                                    git::GitError::Refused(format!(
-                                        "the integration branch is missing: {e}"
-                                    ))
-                                })?
-                        } else {
-                            git2::Oid::from_str(&base)
-                                .map_err(|e| git::GitError::Refused(e.to_string()))?
-                        };
-                        let mut worktree = git::worktree::ensure(r, &plan, &key, start)?;
-                        match (
-                            restart,
-                            task_start
-                                .as_deref()
-                                .and_then(|s| git2::Oid::from_str(s).ok()),
-                        ) {
-                            (Some(Restart::FromStart), Some(start)) => {
-                                git::worktree::move_to(r, &worktree, start)?;
-                                worktree.head = start;
-                            }
-                            (Some(_), _) => git::worktree::reset_clean(&worktree.path)?,
-                            (None, _) => {}
-                        }
-                        Ok(worktree)
+                let start = if start_from_integration {
+                    let integration = integration.clone();
+                    repo.run_concurrently(move |r| {
+                        r.find_branch(&integration, git2::BranchType::Local)
+                            .and_then(|b| b.get().peel_to_commit())
+                            .map(|c| c.id())
+                            .map_err(|e| {
+                                git::GitError::Refused(format!(
+                                    "the integration branch is missing: {e}"
+                                ))
+                            })
                     })
                     .await
+                    .map_err(|e| AgentError::Setup(e.to_string()))?
+                } else {
+                    git2::Oid::from_str(&base).map_err(|e| AgentError::Setup(e.to_string()))?
+                };
+                let mut worktree = repo
+                    .ensure_worktree(&plan_id, &task_id, start)
+                    .await
                     .map_err(|e| AgentError::Setup(e.to_string()))?;
+                if let Some(restart) = restart {
+                    let moved = worktree.clone();
+                    let back_to = task_start
+                        .as_deref()
+                        .and_then(|s| git2::Oid::from_str(s).ok());
+                    let head = repo
+                        .run_concurrently(move |r| match (restart, back_to) {
+                            (Restart::FromStart, Some(start)) => {
+                                git::worktree::move_to(r, &moved, start)?;
+                                Ok(start)
+                            }
+                            _ => {
+                                git::worktree::reset_clean(&moved.path)?;
+                                Ok(moved.head)
+                            }
+                        })
+                        .await
+                        .map_err(|e| AgentError::Setup(e.to_string()))?;
+                    worktree.head = head;
+                }
                 let start = task
                     .start
                     .clone()
@@ -590,7 +620,9 @@ impl Orchestrator {
                 );
                 let path = worktree.path.clone();
                 let committed = repo
-                    .run(move |_| git::commit::commit_all(&path, &message, "implementer"))
+                    .run_concurrently(move |_| {
+                        git::commit::commit_all(&path, &message, "implementer")
+                    })
                     .await
                     .map_err(|e| AgentError::Setup(format!("cannot commit the work: {e}")))?;
                 let commit = committed.unwrap_or(worktree.head).to_string();
@@ -846,33 +878,65 @@ impl Orchestrator {
 
     // ---- Integrating ----------------------------------------------------------------------
 
-    /// Merges an approved task into the integration branch; a conflict becomes a resolve task.
-    async fn integrate(&mut self, id: &str) {
+    /// Merges approved tasks into the integration branch, in the order given (dependencies
+    /// first), with one repository handle; a conflict becomes a resolve task.
+    async fn integrate(&mut self, ids: Vec<String>) {
+        let mut merges = Vec::new();
+        for id in &ids {
+            let Some(task) = self.plan.task(id).cloned() else {
+                continue;
+            };
+            let Some(result) = task
+                .result
+                .as_deref()
+                .and_then(|r| git2::Oid::from_str(r).ok())
+            else {
+                self.fail_task(id, "approved without a result".into());
+                continue;
+            };
+            if let Some(task) = self.plan.task_mut(id) {
+                task.role = Some(Role::Integrator);
+            }
+            self.set_status(id, TaskStatus::Integrating, None);
+            let message = format!(
+                "pitcrew: integrate {} ({})\n\nPlan: {}\nTask: {}\nRole: integrator\n",
+                task.id, task.title, self.plan.id, task.id
+            );
+            merges.push((id.clone(), result, message));
+        }
+        let integration = self.plan.integration_branch.clone();
+        let order: Vec<String> = merges.iter().map(|(id, _, _)| id.clone()).collect();
+        let outcomes = self
+            .context
+            .repo
+            .run(move |repo| {
+                Ok(merges
+                    .into_iter()
+                    .map(|(_, result, message)| {
+                        git::merge::merge_into(repo, &integration, result, &message)
+                    })
+                    .collect::<Vec<_>>())
+            })
+            .await;
+        let outcomes = match outcomes {
+            Ok(outcomes) => outcomes,
+            Err(err) => {
+                for id in &order {
+                    self.fail_task(id, format!("cannot merge: {err}"));
+                }
+                return;
+            }
+        };
+        for (id, outcome) in order.iter().zip(outcomes) {
+            self.integrated(id, outcome);
+        }
+    }
+
+    /// Records what merging task `id` did.
+    fn integrated(&mut self, id: &str, outcome: git::Result<git::merge::MergeOutcome>) {
         let Some(task) = self.plan.task(id).cloned() else {
             return;
         };
-        let Some(result) = task
-            .result
-            .as_deref()
-            .and_then(|r| git2::Oid::from_str(r).ok())
-        else {
-            self.fail_task(id, "approved without a result".into());
-            return;
-        };
-        if let Some(task) = self.plan.task_mut(id) {
-            task.role = Some(Role::Integrator);
-        }
-        self.set_status(id, TaskStatus::Integrating, None);
-        let integration = self.plan.integration_branch.clone();
-        let message = format!(
-            "pitcrew: integrate {} ({})\n\nPlan: {}\nTask: {}\nRole: integrator\n",
-            task.id, task.title, self.plan.id, task.id
-        );
-        let outcome = self
-            .context
-            .repo
-            .run(move |repo| git::merge::merge_into(repo, &integration, result, &message))
-            .await;
         match outcome {
             Ok(git::merge::MergeOutcome::Conflicts(conflicts)) => {
                 let files: Vec<&str> = conflicts.iter().map(|c| c.path.as_str()).collect();

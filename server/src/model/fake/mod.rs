@@ -26,7 +26,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-pub use script::{Entry, Fault, Matcher, Quirk, Script, ScriptedCall, UsageSpec};
+pub use script::{Defaults, Entry, Fault, Matcher, Quirk, Script, ScriptedCall, UsageSpec};
 
 use render::Answer;
 
