@@ -913,3 +913,29 @@ fn pitcrew_plan_plans_and_pitcrew_run_carries_it_out() {
     );
     assert_eq!(scenario.repo.read("b.txt"), "beta\n");
 }
+
+#[test]
+fn a_bad_plan_is_sent_back_once_with_the_reason_then_escalated() {
+    let cyclic = plan(json!([spec("a", "A", &["b"]), spec("b", "B", &["a"])]));
+    let scenario = TeamScenario::new(
+        &[("check.sh", CHECK)],
+        vec![with(cyclic, "times", json!(2))],
+        "",
+        "test = \"sh check.sh\"",
+    );
+    let outcome = scenario.run("Go in circles", &[]);
+    assert_ne!(outcome.code, Some(0));
+    let planner = scenario.fake.requests_of("planner", None);
+    assert_eq!(planner.len(), 2, "sent back once, not more");
+    assert!(
+        planner[1]["body"]
+            .to_string()
+            .contains("the dependencies form a cycle")
+    );
+    assert!(
+        outcome.stdout.contains("the planner could not plan"),
+        "{}",
+        outcome.all()
+    );
+    assert_eq!(scenario.plan()["status"], "escalated");
+}
