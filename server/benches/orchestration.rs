@@ -180,6 +180,7 @@ async fn fixture(implementers: u32) -> Fixture {
         models: Arc::new(Models::from_config(&config).unwrap()),
         config: Arc::new(config),
         events,
+        registry: Default::default(),
     };
     Fixture {
         _dir: dir,

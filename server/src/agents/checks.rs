@@ -86,38 +86,51 @@ pub async fn run(
         Ok(child) => child,
         Err(err) => return failed(format!("cannot start `{}`: {err}", check.command)),
     };
-    let pid = child.id();
+    // However this ends (done, timed out, cancelled, or this future dropped), nothing the
+    // check started outlives it.
+    let _group = GroupGuard(child.id());
     let Some(mut stdout) = child.stdout.take() else {
         return failed("the check's output could not be read".into());
     };
-    let cap = output_cap.max(HEAD_BYTES * 2);
-    let read = async move {
-        let mut output = CappedOutput::new(cap);
+    let output = std::sync::Arc::new(std::sync::Mutex::new(CappedOutput::new(
+        output_cap.max(HEAD_BYTES * 2),
+    )));
+    let sink = output.clone();
+    let mut reader = tokio::spawn(async move {
         let mut chunk = [0u8; 16 * 1024];
         while let Ok(n) = stdout.read(&mut chunk).await {
             if n == 0 {
                 break;
             }
-            output.push(&chunk[..n]);
+            sink.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(&chunk[..n]);
         }
-        output
-    };
+    });
     let timeout = Duration::from_secs(check.timeout_s.max(1));
     let outcome = tokio::select! {
-        (status, output) = async { tokio::join!(child.wait(), read) } => Ok((status, output)),
+        status = child.wait() => Ok(status),
         () = tokio::time::sleep(timeout) => Err(format!("timed out after {} s", timeout.as_secs())),
         () = cancel.cancelled() => Err("cancelled".to_owned()),
     };
-    let (exit_code, text, timed_out) = match outcome {
-        Ok((status, output)) => (status.ok().and_then(|s| s.code()), output.text(), false),
+    // The shell is done (or stopped): stop whatever it left behind, then take the rest of the
+    // output (a grandchild holding the pipe open cannot make a finished check time out).
+    kill_group(child.id());
+    let _ = child.kill().await;
+    if tokio::time::timeout(Duration::from_millis(500), &mut reader)
+        .await
+        .is_err()
+    {
+        reader.abort();
+    }
+    let mut text = output.lock().unwrap_or_else(|p| p.into_inner()).text();
+    let (exit_code, timed_out) = match outcome {
+        Ok(status) => (status.ok().and_then(|s| s.code()), false),
         Err(reason) => {
-            kill_group(pid);
-            let _ = child.kill().await;
-            (
-                None,
-                format!("[pitcrew: the check {reason}; everything it started was stopped]"),
-                true,
-            )
+            text.push_str(&format!(
+                "\n[pitcrew: the check {reason}; everything it started was stopped]"
+            ));
+            (None, true)
         }
     };
     let passed = exit_code == Some(0);
@@ -133,6 +146,15 @@ pub async fn run(
         },
         output: text,
         findings,
+    }
+}
+
+/// Kills the check's process group when dropped.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        kill_group(self.0);
     }
 }
 
@@ -189,7 +211,7 @@ impl CappedOutput {
         }
     }
 
-    fn text(self) -> String {
+    fn text(&self) -> String {
         let mut text = String::from_utf8_lossy(&self.head).into_owned();
         if self.dropped > 0 {
             text.push_str(&format!(
@@ -197,7 +219,7 @@ impl CappedOutput {
                 self.dropped
             ));
         }
-        let tail: Vec<u8> = self.tail.into_iter().collect();
+        let tail: Vec<u8> = self.tail.iter().copied().collect();
         text.push_str(&String::from_utf8_lossy(&tail));
         text
     }
@@ -224,7 +246,12 @@ pub fn parse_findings(output: &str, root: &Path, passed: bool) -> Vec<RawFinding
     } else {
         Severity::Error
     };
-    let exists = |path: &str| !path.is_empty() && root.join(path).is_file();
+    // Findings name files of the repository, relative to it; anything else is not a place.
+    let relative = |path: &str| -> Option<String> {
+        let path = path.trim_start_matches("./");
+        let relative = crate::git::relative_path(root, Path::new(path))?;
+        root.join(&relative).is_file().then_some(relative)
+    };
     let severity_in = |text: &str| {
         let lower = text.to_ascii_lowercase();
         if lower.contains("error") {
@@ -242,7 +269,10 @@ pub fn parse_findings(output: &str, root: &Path, passed: bool) -> Vec<RawFinding
     for (i, line) in lines.iter().enumerate() {
         let trimmed = line.trim();
         if trimmed.starts_with('{') {
-            if let Some(finding) = cargo_json(trimmed) {
+            if let Some(mut finding) = cargo_json(trimmed)
+                && let Some(path) = relative(&finding.path)
+            {
+                finding.path = path;
                 found.push(finding);
             }
             continue;
@@ -253,10 +283,10 @@ pub fn parse_findings(output: &str, root: &Path, passed: bool) -> Vec<RawFinding
                 .take(4)
                 .find_map(|next| RUSTC_ARROW.captures(next));
             if let Some(arrow) = arrow
-                && exists(&arrow["path"])
+                && let Some(path) = relative(&arrow["path"])
             {
                 found.push(RawFinding {
-                    path: arrow["path"].to_owned(),
+                    path,
                     line: arrow["line"].parse().unwrap_or(1),
                     end_line: None,
                     severity: if &header["level"] == "error" {
@@ -270,7 +300,7 @@ pub fn parse_findings(output: &str, root: &Path, passed: bool) -> Vec<RawFinding
             continue;
         }
         if let Some(panic) = PANIC_AT.captures(trimmed)
-            && exists(&panic["path"])
+            && let Some(path) = relative(&panic["path"])
         {
             let message = lines
                 .get(i + 1)
@@ -278,7 +308,7 @@ pub fn parse_findings(output: &str, root: &Path, passed: bool) -> Vec<RawFinding
                 .filter(|m| !m.is_empty())
                 .unwrap_or_else(|| trimmed.to_owned());
             found.push(RawFinding {
-                path: panic["path"].to_owned(),
+                path,
                 line: panic["line"].parse().unwrap_or(1),
                 end_line: None,
                 severity: Severity::Error,
@@ -286,18 +316,17 @@ pub fn parse_findings(output: &str, root: &Path, passed: bool) -> Vec<RawFinding
             });
             continue;
         }
-        if let Some(located) = LOCATED.captures(trimmed) {
-            let path = located["path"].trim_start_matches("./");
-            if exists(path) {
-                let rest = located["rest"].trim();
-                found.push(RawFinding {
-                    path: path.to_owned(),
-                    line: located["line"].parse().unwrap_or(1),
-                    end_line: None,
-                    severity: severity_in(rest),
-                    message: rest.to_owned(),
-                });
-            }
+        if let Some(located) = LOCATED.captures(trimmed)
+            && let Some(path) = relative(&located["path"])
+        {
+            let rest = located["rest"].trim();
+            found.push(RawFinding {
+                path,
+                line: located["line"].parse().unwrap_or(1),
+                end_line: None,
+                severity: severity_in(rest),
+                message: rest.to_owned(),
+            });
         }
     }
     let mut seen = std::collections::HashSet::new();
@@ -355,11 +384,14 @@ error[E0308]: mismatched types
    |
 src/lib.rs:10:5: error: expected `;`
 app.py:7: E501 line too long
+{root}/src/main.rs:9:1: warning: absolute, but ours
 see https://example.com:443/docs: nothing here
+/usr/lib/rustlib/src/core.rs:10:1: error: not ours
 thread 'tests::adds' panicked at src/lib.rs:12:9:
 assertion `left == right` failed
 "#;
-        let findings = parse_findings(output, dir.path(), false);
+        let output = output.replace("{root}", &dir.path().display().to_string());
+        let findings = parse_findings(&output, dir.path(), false);
         let summary: Vec<(String, u32, Severity, String)> = findings
             .into_iter()
             .map(|f| (f.path, f.line, f.severity, f.message))
@@ -390,6 +422,12 @@ assertion `left == right` failed
                     7,
                     Severity::Error,
                     "E501 line too long".into()
+                ),
+                (
+                    "src/main.rs".into(),
+                    9,
+                    Severity::Warning,
+                    "warning: absolute, but ours".into()
                 ),
                 (
                     "src/lib.rs".into(),

@@ -210,6 +210,55 @@ pub async fn review(
     }
 }
 
+/// Runs the reviewer on the user's own code (`path`, lines `start..=end`, or all of it).
+#[allow(clippy::too_many_arguments)]
+pub async fn review_code(
+    context: &AgentContext,
+    tools: &mut RoleTools,
+    task: &Task,
+    path: &str,
+    start: Option<u32>,
+    end: Option<u32>,
+    checks: &[CheckRun],
+    conventions: &str,
+) -> Result<(Verdict, Vec<ReviewFinding>), AgentError> {
+    let text = tools.workspace.read_file(path).unwrap_or_default();
+    let first = start.unwrap_or(1).max(1) as usize;
+    let last = end.map_or(usize::MAX, |e| e as usize);
+    let numbered: String = text
+        .lines()
+        .enumerate()
+        .map(|(i, line)| (i + 1, line))
+        .filter(|(n, _)| *n >= first && *n <= last)
+        .map(|(n, line)| format!("{n:>5} | {line}\n"))
+        .collect();
+    let mut user = format!(
+        "Task id: {}\nReview the code of {path}{}. Nothing has changed: judge the code as it is, \
+         against the repository's conventions, and report what is wrong or risky. Use \
+         \"approve\" when it is fine as it is, \"request_changes\" when it should change.\n\n{}\n",
+        task.id,
+        match (start, end) {
+            (Some(s), Some(e)) => format!(", lines {s} to {e}"),
+            _ => String::new(),
+        },
+        task.instructions
+    );
+    user.push_str(&format!("\n```\n{}```\n", cut(&numbered, MAX_DIFF)));
+    for run in checks.iter().filter(|r| !r.result.passed) {
+        user.push_str(&format!(
+            "\nThe check `{}` fails on this code:\n```\n{}\n```\n",
+            run.result.name,
+            super::checks::tail(&run.output, 4_000)
+        ));
+    }
+    match runtime::run(context, system(REVIEWER, conventions), user, tools).await? {
+        Terminal::Review { verdict, findings } => Ok((verdict, findings)),
+        other => Err(AgentError::Gave(format!(
+            "the reviewer ended with {other:?}"
+        ))),
+    }
+}
+
 /// Runs the debugger on a failing check; returns the cause and the fix tasks.
 pub async fn diagnose(
     context: &AgentContext,
@@ -255,16 +304,17 @@ pub fn diagnosis_text(cause: &str, fix_tasks: &[FixTask]) -> String {
     text
 }
 
-/// Review findings as the plan keeps them.
+/// Review findings as the plan keeps them, with ids unique in the plan.
 pub fn findings_of(
     task: &str,
+    round: u32,
     review: &[ReviewFinding],
     serial: &mut impl FnMut() -> u64,
 ) -> Vec<Finding> {
     review
         .iter()
         .map(|f| Finding {
-            id: format!("f{}", serial()),
+            id: format!("{task}.r{}.{}", round + 1, serial()),
             task: task.to_owned(),
             path: f.path.trim_start_matches("./").to_owned(),
             line: f.line,

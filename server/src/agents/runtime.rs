@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::tools::{Outcome, RoleTools, Terminal};
 use crate::config::Role;
 use crate::model::{CallContext, CallError, ChatRequest, Message, ModelClient, StopReason};
-use crate::team::budget::{Budget, BudgetExceeded};
+use crate::team::budget::Budget;
 use crate::team::events::Event;
 use crate::team::plan::Spend;
 use crate::team::store::{JournalEntry, Store};
@@ -22,8 +22,6 @@ use crate::team::store::{JournalEntry, Store};
 pub enum AgentError {
     #[error("{0}")]
     Model(Box<CallError>),
-    #[error("{0}")]
-    Budget(#[from] BudgetExceeded),
     #[error("no result after {0} turns")]
     TurnLimit(u32),
     #[error("cancelled")]
@@ -99,13 +97,23 @@ pub async fn run(
         if context.cancel.is_cancelled() {
             return Err(AgentError::Cancelled);
         }
-        if let Err(exceeded) = context.budget.check(context.role, Some(&context.task)) {
-            context.store.journal(
-                &context
-                    .journal("budget_exceeded")
-                    .reason(exceeded.to_string()),
-            );
-            return Err(exceeded.into());
+        // Over a budget, wait here (work and conversation intact) until the user decides.
+        if context
+            .budget
+            .check(context.role, Some(&context.task))
+            .is_err()
+        {
+            context.activity("waiting: a budget is spent");
+        }
+        match context
+            .budget
+            .admit(context.role, Some(&context.task), &context.cancel)
+            .await
+        {
+            Ok(true) => context.store.journal(&context.journal("budget_raised")),
+            Ok(false) => {}
+            // Stopped while waiting: the user aborted, or cancelled.
+            Err(_) => return Err(AgentError::Cancelled),
         }
         context.activity(if turn == 0 { "thinking" } else { "working" });
         let request = ChatRequest {

@@ -122,7 +122,11 @@ impl Workspace {
         }
         if canonical
             .strip_prefix(&self.canonical_root)
-            .is_ok_and(|inside| inside.components().any(|c| c.as_os_str() == ".git"))
+            .is_ok_and(|inside| {
+                inside
+                    .components()
+                    .any(|c| c.as_os_str().to_string_lossy().eq_ignore_ascii_case(".git"))
+            })
         {
             return Err(ToolError::Refused(format!("{path}: leads into .git")));
         }
@@ -265,10 +269,11 @@ impl Workspace {
         let mut matches = Vec::new();
         'files: for file in self.walk(&start)? {
             let full = self.root.join(&file);
-            let Ok(meta) = std::fs::metadata(&full) else {
+            // Links are not followed: one may lead outside, or into `.git`.
+            let Ok(meta) = std::fs::symlink_metadata(&full) else {
                 continue;
             };
-            if meta.len() > MAX_SEARCHED_BYTES {
+            if !meta.is_file() || meta.len() > MAX_SEARCHED_BYTES {
                 continue;
             }
             let Ok(text) = std::fs::read_to_string(&full) else {
@@ -308,8 +313,14 @@ impl Workspace {
                 )));
             }
         }
-        let existed = full.exists();
-        crate::team::store::write_atomically(&full, content.as_bytes())
+        let existing = std::fs::symlink_metadata(&full).ok();
+        let existed = existing.is_some();
+        // Keep the file's permissions (an edited script stays executable).
+        let permissions = existing
+            .filter(|m| m.is_file())
+            .map(|m| m.permissions())
+            .or_else(default_permissions);
+        crate::team::store::write_atomically_with(&full, content.as_bytes(), permissions)
             .map_err(|e| ToolError::Failed(format!("{path}: {e}")))?;
         Ok(format!(
             "{} {} ({} lines)",
@@ -342,6 +353,18 @@ impl Workspace {
             ))),
         }
     }
+}
+
+/// What a new file gets: readable by all, as with the usual umask.
+#[cfg(unix)]
+fn default_permissions() -> Option<std::fs::Permissions> {
+    use std::os::unix::fs::PermissionsExt;
+    Some(std::fs::Permissions::from_mode(0o644))
+}
+
+#[cfg(not(unix))]
+fn default_permissions() -> Option<std::fs::Permissions> {
+    None
 }
 
 /// Whether a path names a file that usually holds secrets.
@@ -431,6 +454,28 @@ mod tests {
         assert_eq!(listing, ".gitignore\nsrc/lib.rs");
         assert_eq!(ws.search("TOKEN", None).unwrap(), "(no matches)");
         assert_eq!(ws.search("fn b", None).unwrap(), "src/lib.rs:2: fn b() {}");
+    }
+
+    #[test]
+    fn writes_keep_the_executable_bit_and_search_does_not_follow_links() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, ws) = workspace();
+        let script = dir.path().join("run.sh");
+        std::fs::write(&script, "echo one\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ws.edit_file("run.sh", "one", "two").unwrap();
+        assert_eq!(
+            std::fs::metadata(&script).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.txt"), "PASSWORD=hunter2\n").unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.txt"),
+            dir.path().join("leak.txt"),
+        )
+        .unwrap();
+        assert_eq!(ws.search("hunter2", None).unwrap(), "(no matches)");
     }
 
     #[test]

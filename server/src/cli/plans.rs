@@ -5,8 +5,8 @@ use std::path::Path;
 use serde_json::json;
 
 use super::output;
-use super::run::{apply as apply_plan, setup, summary};
-use crate::team::plan::{PlanStatus, TaskStatus};
+use super::run::{apply_and_record, setup, summary};
+use crate::team::plan::PlanStatus;
 use crate::team::store::JournalEntry;
 
 /// The plans of the repository, newest last.
@@ -132,8 +132,20 @@ pub async fn apply(cwd: &Path, plan_id: Option<&str>) -> i32 {
             .rev()
             .find(|p| p.status == PlanStatus::Ready),
     };
-    let Some(mut plan) = plan else {
+    let Some(found) = plan else {
         output::error("pitcrew apply: no such plan ready to apply (see `pitcrew status`)");
+        return 1;
+    };
+    // Lock, then read: another process may have just changed it.
+    let Ok(Some(_lock)) = setup.store.lock_plan(&found.id) else {
+        output::error(&format!(
+            "pitcrew apply: plan {} is busy in another process",
+            found.id
+        ));
+        return 1;
+    };
+    let Ok(mut plan) = setup.store.load_plan(&found.id) else {
+        output::error(&format!("pitcrew apply: plan {} cannot be read", found.id));
         return 1;
     };
     if plan.status != PlanStatus::Ready {
@@ -151,26 +163,8 @@ pub async fn apply(cwd: &Path, plan_id: Option<&str>) -> i32 {
         ));
         return 1;
     };
-    match apply_plan(&setup, &plan).await {
+    match apply_and_record(&setup, &mut plan).await {
         Ok(report) => {
-            if report.is_clean() {
-                plan.status = PlanStatus::Applied;
-                for task in &mut plan.tasks {
-                    if task.status == TaskStatus::Ready {
-                        task.status = TaskStatus::Applied;
-                    }
-                }
-                let _ = setup.store.save_plan(&plan);
-            }
-            setup
-                .store
-                .journal(&JournalEntry::new(&plan.id, "applied").reason(format!(
-                    "{} written, {} merged, {} deleted, {} conflicts",
-                    report.written.len(),
-                    report.merged.len(),
-                    report.deleted.len(),
-                    report.conflicts.len()
-                )));
             output::line(&summary(&plan, Some(&report), 0.0));
             if report.is_clean() { 0 } else { 1 }
         }

@@ -23,6 +23,9 @@ use crate::team::plan::{Escalation, Plan, PlanStatus, TaskStatus, Verdict};
 use crate::team::store::JournalEntry;
 use crate::team::{self, Command, Event, Store, TeamContext};
 
+/// How many questions `--answer` answers before "abort" takes over.
+const MAX_STANDING_ANSWERS: u32 = 3;
+
 pub struct RunOptions {
     pub goal: String,
     pub yes: bool,
@@ -85,23 +88,39 @@ pub async fn run(cwd: &Path, options: RunOptions) -> i32 {
             return 2;
         }
     };
-    match setup.repo.run(git::worktree::recover).await {
-        Ok(recovery) if recovery != Default::default() => {
-            tracing::warn!("recovered from an earlier crash: {recovery:?}");
+    // Resume an unfinished plan with the same goal (taking its lock first, then reading it,
+    // so another process's newer state is never overwritten), or start one.
+    let mut resumed = None;
+    for candidate in setup.store.plans().into_iter().rev() {
+        if candidate.goal != options.goal || candidate.status.is_terminal() {
+            continue;
         }
-        Ok(_) => {}
-        Err(err) => tracing::warn!("recovery failed: {err}"),
+        match setup.store.lock_plan(&candidate.id) {
+            Ok(Some(lock)) => match setup.store.load_plan(&candidate.id) {
+                Ok(plan) if !plan.status.is_terminal() => {
+                    resumed = Some((plan, lock));
+                    break;
+                }
+                _ => {}
+            },
+            Ok(None) => {
+                output::error(&format!(
+                    "pitcrew run: plan {} for this goal is being run by another pitcrew process",
+                    candidate.id
+                ));
+                return 1;
+            }
+            Err(err) => {
+                output::error(&format!(
+                    "pitcrew run: cannot lock plan {}: {err}",
+                    candidate.id
+                ));
+                return 1;
+            }
+        }
     }
-
-    // Resume an unfinished plan with the same goal, or start one.
-    let existing = setup
-        .store
-        .plans()
-        .into_iter()
-        .rev()
-        .find(|p| p.goal == options.goal && !p.status.is_terminal());
-    let plan = match existing {
-        Some(plan) => {
+    let (plan, lock) = match resumed {
+        Some((plan, lock)) => {
             if !options.json {
                 output::line(&format!(
                     "Resuming plan {} ({}).",
@@ -112,10 +131,17 @@ pub async fn run(cwd: &Path, options: RunOptions) -> i32 {
             setup
                 .store
                 .journal(&JournalEntry::new(&plan.id, "resumed").reason("pitcrew run"));
-            plan
+            (plan, lock)
         }
         None => {
             let id = team::new_plan_id();
+            let lock = match setup.store.lock_plan(&id) {
+                Ok(Some(lock)) => lock,
+                _ => {
+                    output::error(&format!("pitcrew run: cannot lock the new plan {id}"));
+                    return 1;
+                }
+            };
             let snapshot_id = id.clone();
             let snapshot = match setup
                 .repo
@@ -134,26 +160,30 @@ pub async fn run(cwd: &Path, options: RunOptions) -> i32 {
             setup
                 .store
                 .journal(&JournalEntry::new(&plan.id, "plan_created").reason(plan.goal.clone()));
-            plan
-        }
-    };
-    let lock = match setup.store.lock_plan(&plan.id) {
-        Ok(Some(lock)) => lock,
-        Ok(None) => {
-            output::error(&format!(
-                "pitcrew run: plan {} is being run by another pitcrew process",
-                plan.id
-            ));
-            return 1;
-        }
-        Err(err) => {
-            output::error(&format!("pitcrew run: cannot lock plan {}: {err}", plan.id));
-            return 1;
+            (plan, lock)
         }
     };
     if let Err(err) = setup.store.save_plan(&plan) {
         output::error(&format!("pitcrew run: cannot save plan {}: {err}", plan.id));
         return 1;
+    }
+    // Repair what a crash left, but only of plans no other process is running.
+    let store = setup.store.clone();
+    let own = plan.id.clone();
+    let recovered = setup
+        .repo
+        .run(move |r| {
+            git::worktree::recover_where(r, |plan| {
+                plan == own || matches!(store.lock_plan(plan), Ok(Some(_)))
+            })
+        })
+        .await;
+    match recovered {
+        Ok(recovery) if recovery != Default::default() => {
+            tracing::warn!("recovered from an earlier crash: {recovery:?}");
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!("recovery failed: {err}"),
     }
 
     let (events, mut receiver) = broadcast::channel(4096);
@@ -164,6 +194,7 @@ pub async fn run(cwd: &Path, options: RunOptions) -> i32 {
         config: setup.config.clone(),
         models,
         events,
+        registry: Default::default(),
     };
     let plan_id = plan.id.clone();
     let started = Instant::now();
@@ -181,6 +212,8 @@ pub async fn run(cwd: &Path, options: RunOptions) -> i32 {
     if !options.json {
         output::line(&format!("pitcrew plan {plan_id}: {}", options.goal));
     }
+    let mut interrupted = false;
+    let mut answers_given = 0;
     let plan = loop {
         tokio::select! {
             finished = &mut orchestrator => match finished {
@@ -194,7 +227,20 @@ pub async fn run(cwd: &Path, options: RunOptions) -> i32 {
                 Ok(event) => {
                     renderer.event(&event);
                     if let Event::Escalated { escalation, .. } = &event {
-                        let choice = answer(escalation, interactive, options.answer.as_deref(), &mut renderer).await;
+                        // A standing answer is given a few times, not forever (a test that
+                        // never passes would be retried without end).
+                        let given = match options.answer.as_deref() {
+                            Some(given) if answers_given < MAX_STANDING_ANSWERS => {
+                                answers_given += 1;
+                                Some(given)
+                            }
+                            Some(_) => {
+                                renderer.note(&format!("--answer was used {MAX_STANDING_ANSWERS} times; answering \"abort\" from now on."));
+                                Some("abort")
+                            }
+                            None => None,
+                        };
+                        let choice = answer(escalation, interactive, given, &mut renderer).await;
                         let _ = commands.send(Command::Answer { escalation: escalation.id.clone(), choice }).await;
                     }
                 }
@@ -202,6 +248,11 @@ pub async fn run(cwd: &Path, options: RunOptions) -> i32 {
                 Err(broadcast::error::RecvError::Closed) => {}
             },
             _ = tokio::signal::ctrl_c() => {
+                if interrupted {
+                    renderer.note("Quitting now; the plan resumes with `pitcrew run` and the same goal.");
+                    return 130;
+                }
+                interrupted = true;
                 renderer.note("Interrupted: cancelling the plan (press Ctrl-C again to quit at once).");
                 let _ = commands.send(Command::Cancel).await;
             }
@@ -215,30 +266,8 @@ pub async fn run(cwd: &Path, options: RunOptions) -> i32 {
     let mut plan = plan;
     let mut apply_report = None;
     if plan.status == PlanStatus::Ready && (options.yes || setup.config.team.auto_apply) {
-        match apply(&setup, &plan).await {
-            Ok(report) => {
-                if report.is_clean() {
-                    plan.status = PlanStatus::Applied;
-                    for task in &mut plan.tasks {
-                        if task.status == TaskStatus::Ready {
-                            task.status = TaskStatus::Applied;
-                        }
-                    }
-                    let _ = setup.store.save_plan(&plan);
-                }
-                setup.store.journal(
-                    &JournalEntry::new(&plan.id, "applied")
-                        .role(Role::Integrator)
-                        .reason(format!(
-                            "{} written, {} merged, {} deleted, {} conflicts",
-                            report.written.len(),
-                            report.merged.len(),
-                            report.deleted.len(),
-                            report.conflicts.len()
-                        )),
-                );
-                apply_report = Some(report);
-            }
+        match apply_and_record(&setup, &mut plan).await {
+            Ok(report) => apply_report = Some(report),
             Err(err) => output::error(&format!("pitcrew run: could not apply the result: {err}")),
         }
     }
@@ -268,6 +297,36 @@ pub async fn run(cwd: &Path, options: RunOptions) -> i32 {
         ));
     }
     if succeeded { 0 } else { 1 }
+}
+
+/// Applies a ready plan to the working tree and records it: the plan becomes `applied` when
+/// every file applied cleanly, and the journal says what happened either way.
+pub async fn apply_and_record(
+    setup: &Setup,
+    plan: &mut Plan,
+) -> Result<git::apply::ApplyReport, String> {
+    let report = apply(setup, plan).await?;
+    if report.is_clean() {
+        plan.status = PlanStatus::Applied;
+        for task in &mut plan.tasks {
+            if task.status == TaskStatus::Ready {
+                task.status = TaskStatus::Applied;
+            }
+        }
+        let _ = setup.store.save_plan(plan);
+    }
+    setup.store.journal(
+        &JournalEntry::new(&plan.id, "applied")
+            .role(Role::Integrator)
+            .reason(format!(
+                "{} written, {} merged, {} deleted, {} conflicts",
+                report.written.len(),
+                report.merged.len(),
+                report.deleted.len(),
+                report.conflicts.len()
+            )),
+    );
+    Ok(report)
 }
 
 /// Applies a ready plan's integrated result to the working tree.

@@ -305,11 +305,27 @@ pub struct Recovery {
 /// Repairs what a crashed pitcrew left behind: half-created worktrees, stray directories, and
 /// stale lock files in pitcrew's own worktrees and branches. Never touches anything else.
 pub fn recover(repo: &Repository) -> Result<Recovery> {
+    recover_where(repo, |_| true)
+}
+
+/// The plan a worktree name (`pitcrew-<plan>-<task>`), directory (`<plan>-<task>`) or branch
+/// path (`<plan>/...`) belongs to: plan ids have no `-` or `/`.
+fn plan_of(name: &str) -> &str {
+    let name = name.strip_prefix(NAME_PREFIX).unwrap_or(name);
+    name.split(['-', '/']).next().unwrap_or(name)
+}
+
+/// `recover`, for the plans `mine` accepts only: another process may be creating worktrees of
+/// the plans it runs, and those are not leftovers.
+pub fn recover_where(repo: &Repository, mine: impl Fn(&str) -> bool) -> Result<Recovery> {
     let mut recovery = Recovery::default();
     let names = repo.worktrees().context(|| "listing worktrees".into())?;
     let mut registered = Vec::new();
     let names: Vec<&str> = names.iter().filter_map(|n| n.ok().flatten()).collect();
-    for name in names.into_iter().filter(|n| n.starts_with(NAME_PREFIX)) {
+    for name in names
+        .into_iter()
+        .filter(|n| n.starts_with(NAME_PREFIX) && mine(plan_of(n)))
+    {
         let complete = admin_dir(repo, name).join(READY_MARKER).is_file();
         let valid = repo.find_worktree(name).is_ok_and(|w| w.validate().is_ok());
         if complete && valid {
@@ -333,7 +349,11 @@ pub fn recover(repo: &Repository) -> Result<Recovery> {
     if let Ok(entries) = std::fs::read_dir(worktrees_dir(repo)) {
         for entry in entries.flatten() {
             let path = entry.path();
-            if path.is_dir() && !registered.iter().any(|known| same_path(known, &path)) {
+            let plan = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir()
+                && mine(plan_of(&plan))
+                && !registered.iter().any(|known| same_path(known, &path))
+            {
                 move_to_trash(repo, &path)?;
                 recovery.trashed.push(path);
             }
@@ -345,10 +365,20 @@ pub fn recover(repo: &Repository) -> Result<Recovery> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(NAME_PREFIX))
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(NAME_PREFIX) && mine(plan_of(&name))
+        })
         .map(|e| e.path())
         .collect();
-    lock_dirs.push(repo.commondir().join("refs/heads/pitcrew"));
+    if let Ok(plans) = std::fs::read_dir(repo.commondir().join("refs/heads/pitcrew")) {
+        lock_dirs.extend(
+            plans
+                .flatten()
+                .filter(|e| mine(&e.file_name().to_string_lossy()))
+                .map(|e| e.path()),
+        );
+    }
     lock_dirs.push(repo.commondir().join("refs/pitcrew"));
     let now = SystemTime::now();
     for dir in lock_dirs {

@@ -1,8 +1,14 @@
-//! Budgets: tokens and money per plan, per role and per task. Every model call is checked
-//! before it is made and recorded after; crossing a limit stops new calls.
+//! Budgets: tokens and money per plan, per role and per task, and the plan's wall time. Every
+//! model call is admitted before it is made and recorded after. Crossing a limit stops new
+//! calls: an agent about to make one waits, with its work and conversation intact, until the
+//! user raises the limit ("continue") or stops the plan; the orchestrator is alerted once so it
+//! can ask.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use super::plan::Spend;
 use crate::config::{Role, TeamConfig};
@@ -47,14 +53,75 @@ struct Spent {
 pub struct Budget {
     limits: Mutex<Limits>,
     spent: Mutex<Spent>,
+    /// Set when the plan's wall time is spent: no call is admitted until `raise`.
+    halted: Mutex<Option<String>>,
+    /// Wakes the agents waiting in `admit`.
+    raised: Notify,
+    /// Where crossings are reported (the orchestrator).
+    alerts: Mutex<Option<mpsc::UnboundedSender<BudgetExceeded>>>,
 }
 
 impl Budget {
     pub fn new(limits: Limits) -> Self {
         Self {
             limits: Mutex::new(limits),
-            spent: Mutex::new(Spent::default()),
+            ..Self::default()
         }
+    }
+
+    /// Sends every crossing to `alerts`.
+    pub fn set_alerts(&self, alerts: mpsc::UnboundedSender<BudgetExceeded>) {
+        *self.alerts.lock().unwrap_or_else(|p| p.into_inner()) = Some(alerts);
+    }
+
+    /// Waits until a call for `role` on `task` may be made. Returns `Err(waited)` only when
+    /// `cancel` fires first; `Ok(true)` when it had to wait for the user.
+    pub async fn admit(
+        &self,
+        role: Role,
+        task: Option<&str>,
+        cancel: &CancellationToken,
+    ) -> Result<bool, BudgetExceeded> {
+        let mut waited = None;
+        loop {
+            // Register for the wake-up before checking, so a raise in between is not missed.
+            let raised = self.raised.notified();
+            let verdict = match self
+                .halted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+            {
+                Some(reason) => Err(BudgetExceeded {
+                    what: "wall-time".into(),
+                    spent: reason,
+                    limit: "timeout_s".into(),
+                }),
+                None => self.check(role, task),
+            };
+            match verdict {
+                Ok(()) => return Ok(waited.is_some()),
+                Err(exceeded) => {
+                    if waited.is_none() {
+                        if let Some(alerts) =
+                            &*self.alerts.lock().unwrap_or_else(|p| p.into_inner())
+                        {
+                            let _ = alerts.send(exceeded.clone());
+                        }
+                        waited = Some(exceeded.clone());
+                    }
+                    tokio::select! {
+                        () = raised => {}
+                        () = cancel.cancelled() => return Err(exceeded),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops admitting calls (the plan's wall time is spent) until `raise`.
+    pub fn halt(&self, reason: impl Into<String>) {
+        *self.halted.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.into());
     }
 
     /// Starts from what a resumed plan had already spent.
@@ -123,8 +190,15 @@ impl Budget {
         }
     }
 
-    /// Raises every limit by half, when the user chooses to continue past one.
+    /// Raises every limit by half and lifts a halt, when the user chooses to continue; the
+    /// waiting agents go on.
     pub fn raise(&self) {
+        *self.halted.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.raise_limits();
+        self.raised.notify_waiters();
+    }
+
+    fn raise_limits(&self) {
         let mut limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
         let half = |n: u64| n.saturating_add(n / 2).max(1);
         limits.plan_tokens = limits.plan_tokens.map(half);
@@ -174,5 +248,42 @@ mod tests {
         );
         budget.raise();
         assert!(budget.check(Role::Planner, None).is_ok(), "raised by half");
+    }
+
+    #[tokio::test]
+    async fn an_agent_over_budget_waits_for_the_user_then_goes_on() {
+        let budget = std::sync::Arc::new(Budget::new(Limits {
+            plan_tokens: Some(100),
+            ..Limits::default()
+        }));
+        let (alerts, mut alerted) = mpsc::unbounded_channel();
+        budget.set_alerts(alerts);
+        budget.record(Role::Implementer, Some("a"), &usage(100, 0.0));
+        let waiting = {
+            let budget = budget.clone();
+            tokio::spawn(async move {
+                budget
+                    .admit(Role::Implementer, Some("a"), &CancellationToken::new())
+                    .await
+            })
+        };
+        let alert = alerted.recv().await.unwrap();
+        assert_eq!(alert.what, "plan token");
+        assert!(!waiting.is_finished());
+        budget.raise();
+        assert_eq!(
+            waiting.await.unwrap(),
+            Ok(true),
+            "admitted after the raise, having waited"
+        );
+
+        budget.halt("the plan's wall time is spent");
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let refused = budget
+            .admit(Role::Planner, None, &cancel)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.what, "wall-time");
     }
 }

@@ -6,11 +6,13 @@ pub mod budget;
 pub mod events;
 pub mod orchestrator;
 pub mod plan;
+pub mod service;
 pub mod store;
 
 pub use events::Event;
 pub use orchestrator::{Command, TeamContext};
 pub use plan::{Plan, PlanStatus, Task, TaskStatus};
+pub use service::{PlanRegistry, TeamService};
 pub use store::Store;
 
 use std::time::{SystemTime, UNIX_EPOCH};

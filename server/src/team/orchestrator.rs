@@ -2,27 +2,36 @@
 //! can, and reacts to each result as it lands.
 //!
 //! Workers (the planner, implementers, reviewers, the integration test) run as spawned tasks and
-//! report back through a channel; the orchestrator alone changes the plan, persists it after
-//! every change, journals what happened and publishes events. A task starts the moment its
-//! dependencies are integrated (up to `team.implementers` at once); each result is reviewed as
-//! it lands and integrated as soon as it is approved. One task's failure fails that task and
-//! what depends on it, never the others. Everything is resumable: a restarted plan picks up from
-//! its last persisted state without redoing finished work.
+//! report back through a channel, each report carrying the attempt it belongs to; a report from
+//! a cancelled attempt is drained and ignored, and a task never restarts while an old attempt of
+//! it is still winding down. The orchestrator alone changes the plan; it persists it after every
+//! change (everything a restart needs is in it: where each task started, how it must restart,
+//! what a budget stopped), journals what happened and publishes events.
+//!
+//! A task starts the moment its dependencies are integrated (up to `team.implementers` at once);
+//! each result is reviewed as it lands and integrated as soon as it is approved. One task's
+//! failure fails that task and what depends on it, never the others. A question for the user
+//! (an escalation) stops what it concerns; a spent budget or deadline stops everything new until
+//! it is answered.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::budget::{Budget, Limits};
+use super::budget::{Budget, BudgetExceeded, Limits};
 use super::events::Event;
 use super::plan::{
-    CheckResult, Choice, Escalation, Finding, FindingSource, Plan, PlanStatus, Spend, Task,
-    TaskKind, TaskSpec, TaskStatus, Verdict,
+    CheckResult, Choice, Escalation, Finding, FindingSource, Plan, PlanStatus, Restart, Spend,
+    Task, TaskKind, TaskSpec, TaskStatus, Verdict,
 };
+use super::service::PlanRegistry;
 use super::store::{JournalEntry, Store};
 use crate::agents::checks::{self, CheckRun};
 use crate::agents::roles::{self, Handoff};
@@ -35,10 +44,11 @@ use crate::model::Models;
 
 /// Rounds of debugger fixes after a failing integration test before the plan escalates.
 const MAX_FIX_ROUNDS: u32 = 2;
-/// The worktree in which the integrated result is tested.
-const VERIFY: &str = "verify";
-/// The worktree in which the planner reads the code.
+/// Worker keys that are not tasks.
 const PLANNER: &str = "planner";
+const VERIFY: &str = "verify";
+/// A task's diff is kept for editors up to this size.
+const MAX_DIFF_KEPT: usize = 200 * 1024;
 
 /// What the orchestrator needs from the outside world.
 #[derive(Clone)]
@@ -48,6 +58,8 @@ pub struct TeamContext {
     pub config: Arc<Config>,
     pub models: Arc<Models>,
     pub events: broadcast::Sender<Event>,
+    /// The latest state of every plan, for requests that must answer without I/O.
+    pub registry: Arc<PlanRegistry>,
 }
 
 /// What the user (or the editor) can ask of a running plan.
@@ -59,8 +71,13 @@ pub enum Command {
     Answer { escalation: String, choice: String },
 }
 
-/// What a worker reports.
-enum Done {
+/// A worker's report, with the attempt it belongs to.
+struct Done {
+    attempt: u64,
+    outcome: Outcome,
+}
+
+enum Outcome {
     Planned(Result<Vec<TaskSpec>, AgentError>),
     Implemented {
         task: String,
@@ -75,7 +92,6 @@ enum Done {
 
 struct Implemented {
     branch: String,
-    start: String,
     commit: String,
     summary: String,
 }
@@ -85,13 +101,22 @@ struct Reviewed {
     findings: Vec<Finding>,
     checks: Vec<CheckResult>,
     diagnosis: Option<String>,
-    /// The reviewer's findings came with "request changes" only because a check failed.
+    diff: String,
     check_failed: bool,
 }
 
 struct Tested {
     check: Option<CheckResult>,
     diagnosis: Option<(String, Vec<FixTask>)>,
+}
+
+/// A spawned worker.
+struct Worker {
+    /// The task id, or `planner` / `verify`.
+    key: String,
+    cancel: CancellationToken,
+    /// False once cancelled: its report will be ignored.
+    live: bool,
 }
 
 /// Runs a plan to its end (or until cancelled), and returns it.
@@ -117,18 +142,18 @@ struct Orchestrator {
     commands: Option<mpsc::Receiver<Command>>,
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
-    /// Running workers, by task id (or `planner`, `verify`).
-    workers: HashMap<String, CancellationToken>,
-    /// What each task has spent, shared with its agents.
+    /// Budget crossings, reported by the agents that now wait for an answer.
+    alerts: mpsc::UnboundedReceiver<BudgetExceeded>,
+    workers: HashMap<u64, Worker>,
+    next_attempt: u64,
+    /// What each worker key has spent, shared with its agents.
     spend: HashMap<String, Arc<Mutex<Spend>>>,
-    /// Tasks to restart from a clean worktree: at their branch's head (they were running when
-    /// a process died) or at their start (retried from scratch).
-    restart: HashMap<String, Restart>,
-    /// Tasks waiting for a review that a crash interrupted.
+    /// What of each key's spend is already in the plan's totals.
+    absorbed: HashMap<String, Spend>,
+    /// Tasks whose review must start (their result landed, or a restart interrupted it).
     review_queue: Vec<String>,
     deadline: Option<Instant>,
     conventions: String,
-    /// Stop once the plan has tasks (`pitcrew plan`).
     stop_after_planning: bool,
 }
 
@@ -140,12 +165,15 @@ impl Orchestrator {
             plan.tasks.iter().map(|t| (t.id.clone(), t.spend)),
             &plan.spend_by_role,
         );
+        let absorbed = plan.tasks.iter().map(|t| (t.id.clone(), t.spend)).collect();
         let deadline = context
             .config
             .team
             .timeout_s
             .map(|s| Instant::now() + Duration::from_secs(s));
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (alerts_tx, alerts) = mpsc::unbounded_channel();
+        budget.set_alerts(alerts_tx);
         let conventions = roles::conventions(context.repo.workdir());
         Self {
             context,
@@ -154,9 +182,11 @@ impl Orchestrator {
             commands: Some(commands),
             done_tx,
             done_rx,
+            alerts,
             workers: HashMap::new(),
+            next_attempt: 0,
             spend: HashMap::new(),
-            restart: HashMap::new(),
+            absorbed,
             review_queue: Vec::new(),
             deadline,
             conventions,
@@ -185,20 +215,19 @@ impl Orchestrator {
             let deadline = self.deadline;
             tokio::select! {
                 Some(done) = self.done_rx.recv() => self.on_done(done).await,
+                Some(exceeded) = self.alerts.recv() => self.on_budget(exceeded),
                 command = recv(&mut self.commands) => match command {
-                    Some(command) => self.on_command(command).await,
+                    Some(command) => self.on_command(command),
                     None => {
-                        // Nobody can answer any more: a pending question is answered "abort".
+                        // Nobody can answer any more: every question is answered "abort".
                         self.commands = None;
-                        if let Some(escalation) = self.plan.escalation.clone() {
-                            self.answer(&escalation.id, "abort").await;
-                        }
+                        self.abort_all_questions();
                     }
                 },
                 () = sleep_until(deadline) => self.on_timeout(),
             }
         }
-        self.finish();
+        self.finish().await;
         self.plan
     }
 
@@ -210,56 +239,68 @@ impl Orchestrator {
             return;
         }
         let integration = self.plan.integration_branch.clone();
-        let base = self.plan.base.clone();
-        let base_oid = git2::Oid::from_str(&base).ok();
-        if let Some(base_oid) = base_oid {
-            // The integration branch starts at the snapshot (a no-op when it exists).
-            let result = self
-                .context
-                .repo
-                .run(move |repo| {
-                    git::merge::merge_into(
-                        repo,
-                        &integration,
-                        base_oid,
-                        "pitcrew: start integration",
-                    )
-                })
-                .await;
-            if let Err(err) = result {
-                self.fail_plan(format!("cannot create the integration branch: {err}"));
-                return;
-            }
+        let Ok(base) = git2::Oid::from_str(&self.plan.base) else {
+            self.fail_plan(format!(
+                "the plan's base {:?} is not a commit",
+                self.plan.base
+            ));
+            return;
+        };
+        // The integration branch starts at the snapshot (a no-op when it exists).
+        let created = self
+            .context
+            .repo
+            .run(move |repo| {
+                git::merge::merge_into(repo, &integration, base, "pitcrew: start integration")
+            })
+            .await;
+        if let Err(err) = created {
+            self.fail_plan(format!("cannot create the integration branch: {err}"));
+            return;
         }
         if self.plan.status == PlanStatus::Testing {
             self.plan.status = PlanStatus::Running;
         }
-        let ids: Vec<String> = self.plan.tasks.iter().map(|t| t.id.clone()).collect();
-        for id in ids {
-            let status = self.plan.task(&id).map(|t| t.status);
-            match status {
-                Some(TaskStatus::Running) => {
-                    self.restart.insert(id.clone(), Restart::AtHead);
+        for id in self.task_ids() {
+            let Some(task) = self.plan.task(&id).cloned() else {
+                continue;
+            };
+            match task.status {
+                TaskStatus::Running => {
+                    if let Some(t) = self.plan.task_mut(&id) {
+                        t.restart.get_or_insert(Restart::AtHead);
+                    }
                     self.set_status(
                         &id,
                         TaskStatus::Pending,
                         Some("resumed after a restart".into()),
                     );
                 }
-                Some(TaskStatus::ChangesRequested) => {
-                    self.set_status(&id, TaskStatus::Pending, None);
-                }
-                Some(TaskStatus::Reviewing) => self.review_queue.push(id.clone()),
-                Some(TaskStatus::Integrating) => {
-                    let waiting_for_resolve = self.plan.tasks.iter().any(|t| {
-                        t.kind == TaskKind::Resolve { of: id.clone() } && !t.status.is_terminal()
-                    });
-                    if !waiting_for_resolve {
-                        self.set_status(
+                TaskStatus::ChangesRequested => self.set_status(&id, TaskStatus::Pending, None),
+                TaskStatus::Reviewing => self.review_queue.push(id.clone()),
+                TaskStatus::Integrating => {
+                    let resolve = task
+                        .resolving
+                        .as_deref()
+                        .and_then(|r| self.plan.task(r))
+                        .map(|r| r.status);
+                    match resolve {
+                        Some(status) if status.is_integrated() => {
+                            self.set_status(
+                                &id,
+                                TaskStatus::Ready,
+                                Some("integrated through its resolve task".into()),
+                            );
+                        }
+                        Some(TaskStatus::Failed | TaskStatus::Cancelled) => {
+                            self.fail_task(&id, "its conflict could not be resolved".into());
+                        }
+                        Some(_) => {} // the resolve task is still on it
+                        None => self.set_status(
                             &id,
                             TaskStatus::Approved,
                             Some("merge interrupted; merging again".into()),
-                        );
+                        ),
                     }
                 }
                 _ => {}
@@ -280,28 +321,28 @@ impl Orchestrator {
         if self.plan.status.is_terminal() {
             return;
         }
+        let paused = self.paused();
         if self.plan.status == PlanStatus::Planning {
             if self.plan.preplanned || !self.plan.tasks.is_empty() {
                 self.set_plan_status(PlanStatus::Running);
-            } else if !self.workers.contains_key(PLANNER) {
-                self.start_planner();
-                return;
             } else {
+                if !paused && !self.has_questions() && !self.has_worker(PLANNER) {
+                    self.start_planner();
+                }
                 return;
             }
         }
-        if self.plan.status == PlanStatus::Testing {
+        if self.plan.status == PlanStatus::Testing || paused {
             return;
         }
 
-        let paused = self
-            .plan
-            .escalation
-            .as_ref()
-            .is_some_and(|e| e.choices.iter().any(|c| c.id == "continue"));
-        if !paused {
-            for id in std::mem::take(&mut self.review_queue) {
+        for id in std::mem::take(&mut self.review_queue) {
+            if self.plan.task(&id).map(|t| t.status) == Some(TaskStatus::Reviewing)
+                && !self.has_worker(&id)
+            {
                 self.start_review(&id);
+            } else if self.has_worker(&id) {
+                self.review_queue.push(id); // an old attempt is still winding down
             }
         }
 
@@ -316,53 +357,47 @@ impl Orchestrator {
             self.integrate(approved).await;
         }
 
-        // A spent budget stops new work until the user answers.
-        let paused = self
-            .plan
-            .escalation
-            .as_ref()
-            .is_some_and(|e| e.choices.iter().any(|c| c.id == "continue"));
-        if paused {
-            return;
-        }
-
         // Block what depends on failures; start what is ready.
         let limit = self.context.config.team.implementers as usize;
         for id in self.plan.topological_order() {
-            let Some(task) = self.plan.task(&id) else {
+            let Some(task) = self.plan.task(&id).cloned() else {
                 continue;
             };
-            if task.status != TaskStatus::Pending {
+            if task.status != TaskStatus::Pending || self.has_worker(&id) {
                 continue;
             }
-            let deps: Vec<TaskStatus> = task
-                .depends_on
-                .iter()
-                .filter_map(|d| self.plan.task(d).map(|t| t.status))
-                .collect();
-            // An escalated dependency awaiting an answer may still come back; a failed,
-            // cancelled or aborted one will not.
-            if let Some(blocker) = task.depends_on.iter().find(|d| {
-                self.plan.task(d).is_some_and(|t| match t.status {
-                    TaskStatus::Failed | TaskStatus::Cancelled => true,
-                    TaskStatus::Escalated => !self.awaiting_answer(d),
-                    _ => false,
-                })
-            }) {
+            if let Some(blocker) = task.depends_on.iter().find(|d| self.is_lost(d)) {
                 let reason = format!("blocked: it depends on {blocker}, which did not succeed");
                 self.set_status(&id, TaskStatus::Cancelled, Some(reason));
                 continue;
             }
-            if deps.iter().all(|s| s.is_integrated()) && self.running_implementers() < limit {
-                self.start_implementer(&id);
+            let ready = task
+                .depends_on
+                .iter()
+                .all(|d| self.plan.task(d).is_some_and(|t| t.status.is_integrated()));
+            if !ready {
+                continue;
+            }
+            if matches!(task.kind, TaskKind::Review { .. }) {
+                self.set_status(&id, TaskStatus::Reviewing, None);
+                self.start_review(&id);
+            } else if self.running_implementers() < limit {
+                self.start_implementer(&id).await;
             }
         }
 
-        // Everything integrated: test the result. Nothing left to do: the plan ends.
-        let all_terminal = self.plan.tasks.iter().all(|t| t.status.is_terminal());
-        if all_terminal && self.workers.is_empty() && self.plan.escalation.is_none() {
+        // Everything settled: test the integrated result, or end.
+        let settled = self.plan.tasks.iter().all(|t| t.status.is_terminal())
+            && self.workers.is_empty()
+            && !self.has_questions();
+        if settled && self.plan.status == PlanStatus::Running {
             if self.plan.tasks.iter().all(|t| t.status.is_integrated()) {
-                self.start_integration_test();
+                if self.plan.is_review() {
+                    self.plan.outcome = Some("Reviewed.".into());
+                    self.set_plan_status(PlanStatus::Ready);
+                } else {
+                    self.start_integration_test();
+                }
             } else {
                 let failed: Vec<String> = self
                     .plan
@@ -372,32 +407,33 @@ impl Orchestrator {
                     .map(|t| format!("{} ({})", t.id, t.status.as_str()))
                     .collect();
                 let reason = format!("not every task succeeded: {}", failed.join(", "));
-                if self
+                self.journal(
+                    JournalEntry::new(&self.plan.id, "plan_failed").reason(reason.clone()),
+                );
+                self.plan.outcome = Some(reason);
+                // A plan that ended on a question the user answered "abort" escalated.
+                let status = if self
                     .plan
                     .tasks
                     .iter()
                     .any(|t| t.status == TaskStatus::Escalated)
                 {
-                    // It ended on a question the user answered "abort".
-                    self.journal(
-                        JournalEntry::new(&self.plan.id, "plan_failed").reason(reason.clone()),
-                    );
-                    self.plan.outcome = Some(reason);
-                    self.set_plan_status(PlanStatus::Escalated);
+                    PlanStatus::Escalated
                 } else {
-                    self.fail_plan(reason);
-                }
+                    PlanStatus::Failed
+                };
+                self.set_plan_status(status);
             }
         }
     }
 
-    /// Whether a question about `task` is waiting for the user.
-    fn awaiting_answer(&self, task: &str) -> bool {
-        self.plan
-            .escalation
-            .iter()
-            .chain(&self.plan.queued_escalations)
-            .any(|e| e.task.as_deref() == Some(task))
+    /// A dependency that will not come back: failed, cancelled, or escalated and abandoned.
+    fn is_lost(&self, id: &str) -> bool {
+        self.plan.task(id).is_some_and(|t| match t.status {
+            TaskStatus::Failed | TaskStatus::Cancelled => true,
+            TaskStatus::Escalated => !self.awaiting_answer(id),
+            _ => false,
+        })
     }
 
     fn running_implementers(&self) -> usize {
@@ -408,25 +444,81 @@ impl Orchestrator {
             .count()
     }
 
+    fn has_worker(&self, key: &str) -> bool {
+        self.workers.values().any(|w| w.key == key)
+    }
+
+    fn task_ids(&self) -> Vec<String> {
+        self.plan.tasks.iter().map(|t| t.id.clone()).collect()
+    }
+
+    /// Spawns `work` as the worker for `key`, cancelled through `cancel` (the token its agents
+    /// and checks use); a panic becomes `failed` rather than a hang.
+    fn spawn<F>(
+        &mut self,
+        key: &str,
+        cancel: CancellationToken,
+        work: F,
+        failed: impl FnOnce(AgentError) -> Outcome + Send + 'static,
+    ) where
+        F: Future<Output = Outcome> + Send + 'static,
+    {
+        self.next_attempt += 1;
+        let attempt = self.next_attempt;
+        self.workers.insert(
+            attempt,
+            Worker {
+                key: key.to_owned(),
+                cancel,
+                live: true,
+            },
+        );
+        let done = self.done_tx.clone();
+        tokio::spawn(async move {
+            let outcome = match AssertUnwindSafe(work).catch_unwind().await {
+                Ok(outcome) => outcome,
+                Err(_) => failed(AgentError::Setup(
+                    "the worker crashed (a bug in pitcrew)".into(),
+                )),
+            };
+            let _ = done.send(Done { attempt, outcome });
+        });
+    }
+
+    /// Cancels the live worker of `key`; its report will be drained and ignored.
+    fn cancel_worker(&mut self, key: &str) {
+        for worker in self.workers.values_mut().filter(|w| w.key == key && w.live) {
+            worker.live = false;
+            worker.cancel.cancel();
+        }
+    }
+
+    fn cancel_all_workers(&mut self) {
+        for worker in self.workers.values_mut() {
+            worker.live = false;
+            worker.cancel.cancel();
+        }
+    }
+
     fn agent_context(
         &mut self,
-        task: &str,
+        key: &str,
         role: Role,
         cancel: CancellationToken,
     ) -> Option<AgentContext> {
         let model = self.context.models.for_role(role)?;
         let spend = self
             .spend
-            .entry(task.to_owned())
+            .entry(key.to_owned())
             .or_insert_with(|| {
                 Arc::new(Mutex::new(
-                    self.plan.task(task).map(|t| t.spend).unwrap_or_default(),
+                    self.plan.task(key).map(|t| t.spend).unwrap_or_default(),
                 ))
             })
             .clone();
         Some(AgentContext {
             plan: self.plan.id.clone(),
-            task: task.to_owned(),
+            task: key.to_owned(),
             role,
             model,
             budget: self.budget.clone(),
@@ -438,43 +530,7 @@ impl Orchestrator {
         })
     }
 
-    fn start_planner(&mut self) {
-        let cancel = CancellationToken::new();
-        let Some(agent) = self.agent_context(PLANNER, Role::Planner, cancel.clone()) else {
-            self.fail_plan("no model is configured for the planner".into());
-            return;
-        };
-        self.workers.insert(PLANNER.into(), cancel.clone());
-        self.emit_agent_started(PLANNER, Role::Planner);
-        let repo = self.context.repo.clone();
-        let plan_id = self.plan.id.clone();
-        let base = self.plan.base.clone();
-        let goal = self.plan.goal.clone();
-        let conventions = self.conventions.clone();
-        let tools = self.tools_factory();
-        let done = self.done_tx.clone();
-        tokio::spawn(async move {
-            let result = async {
-                let base =
-                    git2::Oid::from_str(&base).map_err(|e| AgentError::Setup(e.to_string()))?;
-                let worktree = repo
-                    .ensure_worktree(&plan_id, PLANNER, base)
-                    .await
-                    .map_err(|e| AgentError::Setup(e.to_string()))?;
-                let mut tools = tools(Role::Planner, &worktree.path, cancel.clone())?;
-                let specs = roles::plan(&agent, &mut tools, &goal, &conventions).await;
-                let id = plan_id.clone();
-                let _ = repo
-                    .run(move |r| git::worktree::remove(r, &id, PLANNER, true))
-                    .await;
-                specs
-            }
-            .await;
-            let _ = done.send(Done::Planned(result));
-        });
-    }
-
-    /// A factory for role tools that workers can call (it owns clones of what it needs).
+    /// A factory for role tools that workers can call.
     fn tools_factory(
         &self,
     ) -> impl Fn(Role, &std::path::Path, CancellationToken) -> Result<RoleTools, AgentError>
@@ -489,7 +545,7 @@ impl Orchestrator {
                 role,
                 workspace,
                 config.checks.clone(),
-                usize::try_from(config.team.check_output_bytes).unwrap_or(64 * 1024),
+                output_cap(&config),
                 crate::agents::secret_variables(&config),
                 cancel,
                 config.team.max_tasks,
@@ -497,18 +553,70 @@ impl Orchestrator {
         }
     }
 
-    fn start_implementer(&mut self, id: &str) {
+    fn start_planner(&mut self) {
+        let token = CancellationToken::new();
+        let Some(agent) = self.agent_context(PLANNER, Role::Planner, token.clone()) else {
+            self.fail_plan("no model is configured for the planner".into());
+            return;
+        };
+        self.emit_agent_started(PLANNER, Role::Planner);
+        let repo = self.context.repo.clone();
+        let plan_id = self.plan.id.clone();
+        let base = self.plan.base.clone();
+        let goal = self.plan.goal.clone();
+        let conventions = self.conventions.clone();
+        let tools = self.tools_factory();
+        let work = async move {
+            let result = async {
+                let base =
+                    git2::Oid::from_str(&base).map_err(|e| AgentError::Setup(e.to_string()))?;
+                let worktree = repo
+                    .ensure_worktree(&plan_id, PLANNER, base)
+                    .await
+                    .map_err(setup)?;
+                let mut tools = tools(Role::Planner, &worktree.path, agent.cancel.clone())?;
+                let specs = roles::plan(&agent, &mut tools, &goal, &conventions).await;
+                let id = plan_id.clone();
+                let _ = repo
+                    .run(move |r| git::worktree::remove(r, &id, PLANNER, true))
+                    .await;
+                specs
+            }
+            .await;
+            Outcome::Planned(result)
+        };
+        self.spawn(PLANNER, token, work, |e| Outcome::Planned(Err(e)));
+    }
+
+    async fn start_implementer(&mut self, id: &str) {
         let Some(task) = self.plan.task(id).cloned() else {
             return;
         };
-        let cancel = CancellationToken::new();
-        let Some(agent) = self.agent_context(id, Role::Implementer, cancel.clone()) else {
+        // Where the work starts, decided and saved before anything runs, so that a restart
+        // (or the review) knows it: the snapshot, or the integrated result it builds on.
+        let start = match task.start.clone() {
+            Some(start) => start,
+            None => {
+                let from_integration = !task.depends_on.is_empty()
+                    || matches!(task.kind, TaskKind::Resolve { .. } | TaskKind::Fix);
+                if from_integration {
+                    match self.integration_head().await {
+                        Ok(head) => head.to_string(),
+                        Err(err) => {
+                            self.fail_task(id, err);
+                            return;
+                        }
+                    }
+                } else {
+                    self.plan.base.clone()
+                }
+            }
+        };
+        let token = CancellationToken::new();
+        let Some(agent) = self.agent_context(id, Role::Implementer, token.clone()) else {
             self.fail_task(id, "no model is configured for the implementer".into());
             return;
         };
-        // Where the work starts: the snapshot, or the integrated result of what it depends on.
-        let start_from_integration = !task.depends_on.is_empty()
-            || matches!(task.kind, TaskKind::Resolve { .. } | TaskKind::Fix);
         let handoffs: Vec<(String, String, String)> = task
             .depends_on
             .iter()
@@ -521,15 +629,13 @@ impl Orchestrator {
                 )
             })
             .collect();
-        let restart = self.restart.remove(id);
-        let task_start = task.start.clone();
-        if let Some(task) = self.plan.task_mut(id) {
-            task.role = Some(Role::Implementer);
-            if task.started_at.is_none() {
-                task.started_at = Some(super::now());
-            }
+        if let Some(t) = self.plan.task_mut(id) {
+            t.start = Some(start.clone());
+            t.role = Some(Role::Implementer);
+            t.started_at.get_or_insert_with(super::now);
         }
         self.set_status(id, TaskStatus::Running, None);
+        self.persist();
         self.emit_agent_started(id, Role::Implementer);
         self.journal(
             JournalEntry::new(&self.plan.id, "task_started")
@@ -537,16 +643,12 @@ impl Orchestrator {
                 .role(Role::Implementer)
                 .reason(format!("round {}", task.round + 1)),
         );
-        self.workers.insert(id.to_owned(), cancel.clone());
 
         let repo = self.context.repo.clone();
         let plan_id = self.plan.id.clone();
-        let base = self.plan.base.clone();
-        let integration = self.plan.integration_branch.clone();
         let goal = self.plan.goal.clone();
         let conventions = self.conventions.clone();
         let tools = self.tools_factory();
-        let done = self.done_tx.clone();
         let timeout = self
             .context
             .config
@@ -554,54 +656,32 @@ impl Orchestrator {
             .task_timeout_s
             .map(Duration::from_secs);
         let task_id = id.to_owned();
-        tokio::spawn(async move {
+        let restart = task.restart;
+        let work = async move {
             let work = async {
-                let start = if start_from_integration {
-                    let integration = integration.clone();
-                    repo.run_concurrently(move |r| {
-                        r.find_branch(&integration, git2::BranchType::Local)
-                            .and_then(|b| b.get().peel_to_commit())
-                            .map(|c| c.id())
-                            .map_err(|e| {
-                                git::GitError::Refused(format!(
-                                    "the integration branch is missing: {e}"
-                                ))
-                            })
-                    })
-                    .await
-                    .map_err(|e| AgentError::Setup(e.to_string()))?
-                } else {
-                    git2::Oid::from_str(&base).map_err(|e| AgentError::Setup(e.to_string()))?
-                };
+                let start_oid =
+                    git2::Oid::from_str(&start).map_err(|e| AgentError::Setup(e.to_string()))?;
                 let mut worktree = repo
-                    .ensure_worktree(&plan_id, &task_id, start)
+                    .ensure_worktree(&plan_id, &task_id, start_oid)
                     .await
-                    .map_err(|e| AgentError::Setup(e.to_string()))?;
+                    .map_err(setup)?;
                 if let Some(restart) = restart {
                     let moved = worktree.clone();
-                    let back_to = task_start
-                        .as_deref()
-                        .and_then(|s| git2::Oid::from_str(s).ok());
-                    let head = repo
-                        .run_concurrently(move |r| match (restart, back_to) {
-                            (Restart::FromStart, Some(start)) => {
-                                git::worktree::move_to(r, &moved, start)?;
-                                Ok(start)
+                    worktree.head = repo
+                        .run_concurrently(move |r| match restart {
+                            Restart::FromStart => {
+                                git::worktree::move_to(r, &moved, start_oid)?;
+                                Ok(start_oid)
                             }
-                            _ => {
+                            Restart::AtHead => {
                                 git::worktree::reset_clean(&moved.path)?;
                                 Ok(moved.head)
                             }
                         })
                         .await
-                        .map_err(|e| AgentError::Setup(e.to_string()))?;
-                    worktree.head = head;
+                        .map_err(setup)?;
                 }
-                let start = task
-                    .start
-                    .clone()
-                    .unwrap_or_else(|| worktree.head.to_string());
-                let mut tools = tools(Role::Implementer, &worktree.path, cancel.clone())?;
+                let mut tools = tools(Role::Implementer, &worktree.path, agent.cancel.clone())?;
                 let handoffs: Vec<Handoff<'_>> = handoffs
                     .iter()
                     .map(|(id, title, summary)| Handoff { id, title, summary })
@@ -625,27 +705,22 @@ impl Orchestrator {
                     })
                     .await
                     .map_err(|e| AgentError::Setup(format!("cannot commit the work: {e}")))?;
-                let commit = committed.unwrap_or(worktree.head).to_string();
                 Ok(Implemented {
                     branch: worktree.branch,
-                    start,
-                    commit,
+                    commit: committed.unwrap_or(worktree.head).to_string(),
                     summary,
                 })
             };
-            let result = match timeout {
-                Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-                    Err(AgentError::Gave(format!(
-                        "the task took longer than task_timeout_s = {} s",
-                        limit.as_secs()
-                    )))
-                }),
-                None => work.await,
-            };
-            let _ = done.send(Done::Implemented {
+            let result = within(timeout, work).await;
+            Outcome::Implemented {
                 task: task_id,
                 result,
-            });
+            }
+        };
+        let failed_id = id.to_owned();
+        self.spawn(id, token, work, move |e| Outcome::Implemented {
+            task: failed_id,
+            result: Err(e),
         });
     }
 
@@ -653,66 +728,75 @@ impl Orchestrator {
         let Some(task) = self.plan.task(id).cloned() else {
             return;
         };
-        let cancel = CancellationToken::new();
-        let reviewer = self.agent_context(id, Role::Reviewer, cancel.clone());
-        let debugger = self.agent_context(id, Role::Debugger, cancel.clone());
-        if let Some(task) = self.plan.task_mut(id) {
-            task.role = Some(Role::Reviewer);
+        let token = CancellationToken::new();
+        let reviewer = self.agent_context(id, Role::Reviewer, token.clone());
+        let debugger = self.agent_context(id, Role::Debugger, token.clone());
+        if let Some(t) = self.plan.task_mut(id) {
+            t.role = Some(Role::Reviewer);
+            t.started_at.get_or_insert_with(super::now);
         }
         self.set_status(id, TaskStatus::Reviewing, None);
         self.emit_agent_started(id, Role::Reviewer);
-        self.workers.insert(id.to_owned(), cancel.clone());
         let repo = self.context.repo.clone();
         let plan_id = self.plan.id.clone();
+        let base = self.plan.base.clone();
         let checks_config = self.context.config.checks.clone();
-        let output_cap =
-            usize::try_from(self.context.config.team.check_output_bytes).unwrap_or(64 * 1024);
+        let cap = output_cap(&self.context.config);
         let secrets = crate::agents::secret_variables(&self.context.config);
         let conventions = self.conventions.clone();
         let tools = self.tools_factory();
-        let done = self.done_tx.clone();
+        let timeout = self
+            .context
+            .config
+            .team
+            .task_timeout_s
+            .map(Duration::from_secs);
         let task_id = id.to_owned();
-        let mut serial = self.plan.serial;
-        self.plan.serial += 1000;
-        tokio::spawn(async move {
-            let result = async {
-                let (Some(start), Some(result)) = (task.start.clone(), task.result.clone()) else {
-                    return Err(AgentError::Setup("the task has no result to review".into()));
+        let cancel = token.clone();
+        let work = async move {
+            let work = async {
+                let review_of_code = matches!(task.kind, TaskKind::Review { .. });
+                let (start, result) = if review_of_code {
+                    (base.clone(), base.clone())
+                } else {
+                    match (task.start.clone(), task.result.clone()) {
+                        (Some(start), Some(result)) => (start, result),
+                        _ => {
+                            return Err(AgentError::Setup(
+                                "the task has no result to review".into(),
+                            ));
+                        }
+                    }
                 };
-                let plan = plan_id.clone();
-                let key = task_id.clone();
                 let result_oid =
                     git2::Oid::from_str(&result).map_err(|e| AgentError::Setup(e.to_string()))?;
                 let start_oid =
                     git2::Oid::from_str(&start).map_err(|e| AgentError::Setup(e.to_string()))?;
-                let (worktree, diff) = repo
-                    .run(move |r| {
-                        let worktree = git::worktree::ensure(r, &plan, &key, result_oid)?;
-                        let diff = git::diff::patch_text(r, start_oid, result_oid)?;
-                        Ok((worktree, diff))
-                    })
+                let worktree = repo
+                    .ensure_worktree(&plan_id, &task_id, result_oid)
                     .await
-                    .map_err(|e| AgentError::Setup(e.to_string()))?;
+                    .map_err(setup)?;
+                let diff = repo
+                    .run_concurrently(move |r| git::diff::patch_text(r, start_oid, result_oid))
+                    .await
+                    .map_err(setup)?;
                 // Verify first: every configured check, on this result.
                 let mut runs: Vec<CheckRun> = Vec::new();
                 for (name, check) in &checks_config {
+                    if cancel.is_cancelled() {
+                        return Err(AgentError::Cancelled);
+                    }
                     runs.push(
-                        checks::run(name, check, &worktree.path, output_cap, &secrets, &cancel)
-                            .await,
+                        checks::run(name, check, &worktree.path, cap, &secrets, &cancel).await,
                     );
                 }
-                if cancel.is_cancelled() {
-                    return Err(AgentError::Cancelled);
-                }
-                let mut next = || {
-                    serial += 1;
-                    serial
-                };
                 let mut findings: Vec<Finding> = Vec::new();
+                let mut serial = 0;
                 for run in &runs {
                     for raw in &run.findings {
+                        serial += 1;
                         findings.push(Finding {
-                            id: format!("f{}", next()),
+                            id: format!("{task_id}.r{}.{serial}", task.round + 1),
                             task: task_id.clone(),
                             path: raw.path.clone(),
                             line: raw.line.max(1),
@@ -731,7 +815,7 @@ impl Orchestrator {
                 let diagnosis = match (failing, &debugger) {
                     (Some(failing), Some(debugger)) => {
                         let mut tools = tools(Role::Debugger, &worktree.path, cancel.clone())?;
-                        match roles::diagnose(
+                        diagnose(
                             debugger,
                             &mut tools,
                             &task.title,
@@ -739,16 +823,8 @@ impl Orchestrator {
                             &diff,
                             &conventions,
                         )
-                        .await
-                        {
-                            Ok((cause, fixes)) => Some(roles::diagnosis_text(&cause, &fixes)),
-                            Err(AgentError::Cancelled) => return Err(AgentError::Cancelled),
-                            Err(AgentError::Budget(b)) => return Err(AgentError::Budget(b)),
-                            Err(err) => {
-                                tracing::warn!("the debugger could not diagnose {task_id}: {err}");
-                                None
-                            }
-                        }
+                        .await?
+                        .map(|(cause, fixes)| roles::diagnosis_text(&cause, &fixes))
                     }
                     _ => None,
                 };
@@ -758,19 +834,44 @@ impl Orchestrator {
                     ));
                 };
                 let mut tools = tools(Role::Reviewer, &worktree.path, cancel.clone())?;
-                let (mut verdict, review) = roles::review(
-                    reviewer,
-                    &mut tools,
-                    &task,
-                    &diff,
-                    &runs,
-                    diagnosis.as_deref(),
-                    &conventions,
-                )
-                .await?;
-                findings.extend(roles::findings_of(&task_id, &review, &mut next));
+                let (mut verdict, review) = match &task.kind {
+                    TaskKind::Review {
+                        path,
+                        start_line,
+                        end_line,
+                    } => {
+                        roles::review_code(
+                            reviewer,
+                            &mut tools,
+                            &task,
+                            path,
+                            *start_line,
+                            *end_line,
+                            &runs,
+                            &conventions,
+                        )
+                        .await?
+                    }
+                    _ => {
+                        roles::review(
+                            reviewer,
+                            &mut tools,
+                            &task,
+                            &diff,
+                            &runs,
+                            diagnosis.as_deref(),
+                            &conventions,
+                        )
+                        .await?
+                    }
+                };
+                let mut next = || {
+                    serial += 1;
+                    serial
+                };
+                findings.extend(roles::findings_of(&task_id, task.round, &review, &mut next));
                 let check_failed = failing.is_some();
-                if check_failed && verdict == Verdict::Approve {
+                if check_failed && verdict == Verdict::Approve && !review_of_code {
                     // Verify, do not opine: a failing check is never approved.
                     verdict = Verdict::RequestChanges;
                 }
@@ -779,36 +880,40 @@ impl Orchestrator {
                     findings,
                     checks: runs.into_iter().map(|r| r.result).collect(),
                     diagnosis,
+                    diff,
                     check_failed,
                 })
-            }
-            .await;
-            let _ = done.send(Done::Reviewed {
+            };
+            let result = within(timeout, work).await;
+            Outcome::Reviewed {
                 task: task_id,
                 result,
-            });
+            }
+        };
+        let failed_id = id.to_owned();
+        self.spawn(id, token, work, move |e| Outcome::Reviewed {
+            task: failed_id,
+            result: Err(e),
         });
     }
 
     fn start_integration_test(&mut self) {
         self.set_plan_status(PlanStatus::Testing);
-        let cancel = CancellationToken::new();
-        let debugger = self.agent_context("integration", Role::Debugger, cancel.clone());
-        self.workers.insert(VERIFY.into(), cancel.clone());
+        let token = CancellationToken::new();
+        let debugger = self.agent_context("integration", Role::Debugger, token.clone());
         self.journal(JournalEntry::new(&self.plan.id, "integration_test").role(Role::Integrator));
         let repo = self.context.repo.clone();
         let plan_id = self.plan.id.clone();
         let integration = self.plan.integration_branch.clone();
         let base = self.plan.base.clone();
         let test = self.context.config.checks.get("test").cloned();
-        let output_cap =
-            usize::try_from(self.context.config.team.check_output_bytes).unwrap_or(64 * 1024);
+        let cap = output_cap(&self.context.config);
         let secrets = crate::agents::secret_variables(&self.context.config);
         let conventions = self.conventions.clone();
         let goal = self.plan.goal.clone();
         let tools = self.tools_factory();
-        let done = self.done_tx.clone();
-        tokio::spawn(async move {
+        let cancel = token.clone();
+        let work = async move {
             let result = async {
                 let Some(test) = test else {
                     return Ok(Tested {
@@ -816,24 +921,27 @@ impl Orchestrator {
                         diagnosis: None,
                     });
                 };
-                let (worktree, diff) = repo
-                    .run(move |r| {
-                        let head = r
-                            .find_branch(&integration, git2::BranchType::Local)
-                            .and_then(|b| b.get().peel_to_commit())
-                            .map(|c| c.id())
-                            .map_err(|e| git::GitError::Refused(e.to_string()))?;
-                        let worktree = git::worktree::ensure(r, &plan_id, VERIFY, head)?;
-                        git::worktree::move_to(r, &worktree, head)?;
+                let head = head_of(&repo, &integration)
+                    .await
+                    .map_err(AgentError::Setup)?;
+                let worktree = repo
+                    .ensure_worktree(&plan_id, VERIFY, head)
+                    .await
+                    .map_err(setup)?;
+                let moved = worktree.clone();
+                let diff = repo
+                    .run_concurrently(move |r| {
+                        git::worktree::move_to(r, &moved, head)?;
                         let base = git2::Oid::from_str(&base)
                             .map_err(|e| git::GitError::Refused(e.to_string()))?;
-                        let diff = git::diff::patch_text(r, base, head)?;
-                        Ok((worktree, diff))
+                        git::diff::patch_text(r, base, head)
                     })
                     .await
-                    .map_err(|e| AgentError::Setup(e.to_string()))?;
-                let run =
-                    checks::run("test", &test, &worktree.path, output_cap, &secrets, &cancel).await;
+                    .map_err(setup)?;
+                let run = checks::run("test", &test, &worktree.path, cap, &secrets, &cancel).await;
+                if cancel.is_cancelled() {
+                    return Err(AgentError::Cancelled);
+                }
                 if run.result.passed {
                     return Ok(Tested {
                         check: Some(run.result),
@@ -843,26 +951,7 @@ impl Orchestrator {
                 let diagnosis = match &debugger {
                     Some(debugger) => {
                         let mut tools = tools(Role::Debugger, &worktree.path, cancel.clone())?;
-                        match roles::diagnose(
-                            debugger,
-                            &mut tools,
-                            &goal,
-                            &run,
-                            &diff,
-                            &conventions,
-                        )
-                        .await
-                        {
-                            Ok(diagnosis) => Some(diagnosis),
-                            Err(AgentError::Cancelled) => return Err(AgentError::Cancelled),
-                            Err(AgentError::Budget(b)) => return Err(AgentError::Budget(b)),
-                            Err(err) => {
-                                tracing::warn!(
-                                    "the debugger could not diagnose the integration: {err}"
-                                );
-                                None
-                            }
-                        }
+                        diagnose(debugger, &mut tools, &goal, &run, &diff, &conventions).await?
                     }
                     None => None,
                 };
@@ -872,8 +961,9 @@ impl Orchestrator {
                 })
             }
             .await;
-            let _ = done.send(Done::Tested(result));
-        });
+            Outcome::Tested(result)
+        };
+        self.spawn(VERIFY, token, work, |e| Outcome::Tested(Err(e)));
     }
 
     // ---- Integrating ----------------------------------------------------------------------
@@ -894,8 +984,8 @@ impl Orchestrator {
                 self.fail_task(id, "approved without a result".into());
                 continue;
             };
-            if let Some(task) = self.plan.task_mut(id) {
-                task.role = Some(Role::Integrator);
+            if let Some(t) = self.plan.task_mut(id) {
+                t.role = Some(Role::Integrator);
             }
             self.set_status(id, TaskStatus::Integrating, None);
             let message = format!(
@@ -918,17 +1008,17 @@ impl Orchestrator {
                     .collect::<Vec<_>>())
             })
             .await;
-        let outcomes = match outcomes {
-            Ok(outcomes) => outcomes,
+        match outcomes {
+            Ok(outcomes) => {
+                for (id, outcome) in order.iter().zip(outcomes) {
+                    self.integrated(id, outcome);
+                }
+            }
             Err(err) => {
                 for id in &order {
                     self.fail_task(id, format!("cannot merge: {err}"));
                 }
-                return;
             }
-        };
-        for (id, outcome) in order.iter().zip(outcomes) {
-            self.integrated(id, outcome);
         }
     }
 
@@ -939,7 +1029,7 @@ impl Orchestrator {
         };
         match outcome {
             Ok(git::merge::MergeOutcome::Conflicts(conflicts)) => {
-                let files: Vec<&str> = conflicts.iter().map(|c| c.path.as_str()).collect();
+                let files: Vec<String> = conflicts.iter().map(|c| c.path.clone()).collect();
                 self.journal(
                     JournalEntry::new(&self.plan.id, "merge_conflict")
                         .task(id)
@@ -949,49 +1039,25 @@ impl Orchestrator {
                 if matches!(task.kind, TaskKind::Resolve { .. }) {
                     self.escalate(
                         Some(id),
-                        format!("resolving {id} conflicted again in {}", files.join(", ")),
+                        format!("resolving conflicted again, in {}", files.join(", ")),
                         &["retry", "abort"],
                     );
                     return;
                 }
                 let resolve_id = format!("{id}-resolve{}", self.plan.next_serial());
-                let mut instructions = format!(
-                    "Task {id} ({}) was approved, but its change conflicts with work already \
-                     integrated by other tasks. Your copy holds the integrated work. Make task \
-                     {id}'s change on top of it, keeping what the other tasks did.\n\nTask {id}'s \
-                     instructions:\n{}\n\nIts handoff: {}\n\nConflicting files, with both sides:\n",
-                    task.title,
-                    task.instructions,
-                    task.handoff.as_deref().unwrap_or("(none)")
-                );
-                for conflict in &conflicts {
-                    instructions.push_str(&format!("\n### {}\n", conflict.path));
-                    if conflict.regions.is_empty() {
-                        instructions.push_str(&format!(
-                            "Integrated version:\n```\n{}\n```\nTask {id}'s version:\n```\n{}\n```\n",
-                            conflict.ours.as_deref().unwrap_or("(deleted)"),
-                            conflict.theirs.as_deref().unwrap_or("(deleted)")
-                        ));
-                    }
-                    for region in &conflict.regions {
-                        instructions.push_str(&format!(
-                            "Integrated (from line {}):\n```\n{}```\nTask {id}'s version:\n```\n{}```\n",
-                            region.ours_start_line + 1,
-                            region.ours,
-                            region.theirs
-                        ));
-                    }
-                }
                 let spec = TaskSpec {
                     id: resolve_id.clone(),
                     title: format!("Resolve the conflict of {id}"),
-                    instructions,
+                    instructions: resolve_instructions(&task, &conflicts),
                     depends_on: Vec::new(),
-                    files: files.iter().map(|f| f.to_string()).collect(),
+                    files: files.clone(),
                 };
                 self.plan
                     .tasks
                     .push(Task::new(spec, TaskKind::Resolve { of: id.to_owned() }));
+                if let Some(t) = self.plan.task_mut(id) {
+                    t.resolving = Some(resolve_id.clone());
+                }
                 self.set_status(
                     &resolve_id,
                     TaskStatus::Pending,
@@ -1016,9 +1082,8 @@ impl Orchestrator {
                         .role(Role::Integrator)
                         .reason(format!("{outcome:?}")),
                 );
-                if let Some(task) = self.plan.task_mut(id) {
-                    task.role = None;
-                    task.finished_at = Some(super::now());
+                if let Some(t) = self.plan.task_mut(id) {
+                    t.finished_at = Some(super::now());
                 }
                 self.set_status(id, TaskStatus::Ready, None);
                 if let TaskKind::Resolve { of } = &task.kind {
@@ -1042,26 +1107,29 @@ impl Orchestrator {
         }
     }
 
+    async fn integration_head(&self) -> Result<git2::Oid, String> {
+        head_of(&self.context.repo, &self.plan.integration_branch).await
+    }
+
     // ---- Results --------------------------------------------------------------------------
 
     async fn on_done(&mut self, done: Done) {
-        match done {
-            Done::Planned(result) => {
-                self.workers.remove(PLANNER);
+        let Some(worker) = self.workers.remove(&done.attempt) else {
+            return;
+        };
+        let stale = !worker.live;
+        match done.outcome {
+            Outcome::Planned(result) => {
                 self.emit_agent_finished(
                     PLANNER,
                     Role::Planner,
-                    &result
-                        .as_ref()
-                        .map(|_| "planned")
-                        .map_err(|e| e.to_string()),
+                    &summary_of(&result, |_| "planned"),
                 );
                 self.absorb_spend(PLANNER, Role::Planner);
-                if self.plan.status != PlanStatus::Planning {
+                if stale || self.plan.status != PlanStatus::Planning {
                     return;
                 }
                 match result {
-                    Err(AgentError::Cancelled) if self.plan.escalation.is_some() => {}
                     Ok(specs) => {
                         self.journal(
                             JournalEntry::new(&self.plan.id, "planned")
@@ -1076,23 +1144,15 @@ impl Orchestrator {
                     Err(error) => self.agent_failed(None, Role::Planner, error),
                 }
             }
-            Done::Implemented { task, result } => {
-                self.workers.remove(&task);
+            Outcome::Implemented { task, result } => {
                 self.emit_agent_finished(
                     &task,
                     Role::Implementer,
-                    &result
-                        .as_ref()
-                        .map(|_| "finished")
-                        .map_err(|e| e.to_string()),
+                    &summary_of(&result, |_| "finished"),
                 );
                 self.absorb_spend(&task, Role::Implementer);
-                if self
-                    .plan
-                    .task(&task)
-                    .is_some_and(|t| t.status != TaskStatus::Running)
-                {
-                    return; // cancelled meanwhile
+                if stale || self.plan.task(&task).map(|t| t.status) != Some(TaskStatus::Running) {
+                    return;
                 }
                 match result {
                     Ok(done) => {
@@ -1104,31 +1164,24 @@ impl Orchestrator {
                         );
                         if let Some(t) = self.plan.task_mut(&task) {
                             t.branch = Some(done.branch);
-                            t.start.get_or_insert(done.start);
                             t.result = Some(done.commit);
                             t.handoff = Some(done.summary);
+                            t.restart = None;
                         }
-                        self.start_review(&task);
+                        self.set_status(&task, TaskStatus::Reviewing, None);
+                        self.review_queue.push(task);
                     }
                     Err(error) => self.agent_failed(Some(&task), Role::Implementer, error),
                 }
             }
-            Done::Reviewed { task, result } => {
-                self.workers.remove(&task);
+            Outcome::Reviewed { task, result } => {
                 self.emit_agent_finished(
                     &task,
                     Role::Reviewer,
-                    &result
-                        .as_ref()
-                        .map(|r| verdict_name(r.verdict))
-                        .map_err(|e| e.to_string()),
+                    &summary_of(&result, |r| verdict_name(r.verdict)),
                 );
                 self.absorb_spend(&task, Role::Reviewer);
-                if self
-                    .plan
-                    .task(&task)
-                    .is_some_and(|t| t.status != TaskStatus::Reviewing)
-                {
+                if stale || self.plan.task(&task).map(|t| t.status) != Some(TaskStatus::Reviewing) {
                     return;
                 }
                 match result {
@@ -1136,12 +1189,13 @@ impl Orchestrator {
                     Err(error) => self.agent_failed(Some(&task), Role::Reviewer, error),
                 }
             }
-            Done::Tested(result) => {
-                self.workers.remove(VERIFY);
+            Outcome::Tested(result) => {
                 self.absorb_spend("integration", Role::Debugger);
-                if self.plan.status != PlanStatus::Testing {
+                if stale || self.plan.status != PlanStatus::Testing {
                     return; // stopped meanwhile (a timeout, a cancellation)
                 }
+                // Whatever happened, the plan is running again until the test passes.
+                self.set_plan_status(PlanStatus::Running);
                 match result {
                     Ok(tested) => self.on_tested(tested),
                     Err(error) => self.agent_failed(None, Role::Integrator, error),
@@ -1159,19 +1213,22 @@ impl Orchestrator {
             .filter(|c| !c.passed)
             .map(|c| c.name.clone())
             .collect();
-        let mut entry = JournalEntry::new(&self.plan.id, "review")
-            .task(id)
-            .role(Role::Reviewer)
-            .reason(verdict_name(verdict));
-        if !failed_checks.is_empty() {
-            entry.reason = Some(format!(
+        let reason = if failed_checks.is_empty() {
+            verdict_name(verdict).to_owned()
+        } else {
+            format!(
                 "{}; failing checks: {}",
                 verdict_name(verdict),
                 failed_checks.join(", ")
-            ));
-        }
-        self.journal(entry);
-        let round = {
+            )
+        };
+        self.journal(
+            JournalEntry::new(&self.plan.id, "review")
+                .task(id)
+                .role(Role::Reviewer)
+                .reason(reason),
+        );
+        let (round, kind) = {
             let Some(task) = self.plan.task_mut(id) else {
                 return;
             };
@@ -1179,18 +1236,32 @@ impl Orchestrator {
             task.findings = review.findings.clone();
             task.checks = review.checks;
             task.diagnosis = review.diagnosis;
-            task.round
+            task.diff = Some(cap_text(review.diff, MAX_DIFF_KEPT));
+            (task.round, task.kind.clone())
         };
         let _ = self.context.events.send(Event::Findings {
             plan: self.plan.id.clone(),
             task: id.to_owned(),
             findings: review.findings,
         });
+        if matches!(kind, TaskKind::Review { .. }) {
+            if let Some(task) = self.plan.task_mut(id) {
+                task.finished_at = Some(super::now());
+            }
+            self.set_status(
+                id,
+                TaskStatus::Ready,
+                Some(format!("reviewed: {}", verdict_name(verdict))),
+            );
+            return;
+        }
         match verdict {
             Verdict::Approve => self.set_status(id, TaskStatus::Approved, None),
             Verdict::RequestChanges if round < rounds => {
                 if let Some(task) = self.plan.task_mut(id) {
                     task.round += 1;
+                    // The next round starts clean: what the checks left is not the work.
+                    task.restart = Some(Restart::AtHead);
                 }
                 let why = if review.check_failed {
                     "a check failed"
@@ -1222,62 +1293,63 @@ impl Orchestrator {
     }
 
     fn on_tested(&mut self, tested: Tested) {
-        match tested.check {
-            None => {
+        let Some(check) = tested.check else {
+            self.journal(
+                JournalEntry::new(&self.plan.id, "integration_test")
+                    .role(Role::Integrator)
+                    .reason("no `test` check is configured"),
+            );
+            self.plan.outcome = Some(
+                "Integrated. No `test` check is configured, so the result was not tested.".into(),
+            );
+            self.set_plan_status(PlanStatus::Ready);
+            return;
+        };
+        let passed = check.passed;
+        self.journal(
+            JournalEntry::new(&self.plan.id, "integration_test")
+                .role(Role::Integrator)
+                .reason(if passed { "passed" } else { "failed" }),
+        );
+        self.plan.integration_test = Some(check);
+        if passed {
+            self.plan.outcome = Some("Integrated and tested: `test` passes.".into());
+            self.set_plan_status(PlanStatus::Ready);
+            return;
+        }
+        match tested.diagnosis {
+            Some((cause, fixes)) if self.plan.fix_rounds < MAX_FIX_ROUNDS => {
+                self.plan.fix_rounds += 1;
                 self.journal(
-                    JournalEntry::new(&self.plan.id, "integration_test")
-                        .role(Role::Integrator)
-                        .reason("no `test` check is configured"),
+                    JournalEntry::new(&self.plan.id, "diagnosis")
+                        .role(Role::Debugger)
+                        .reason(cause.clone()),
                 );
-                self.plan.outcome = Some(
-                    "Integrated. No `test` check is configured, so the result was not tested."
-                        .into(),
-                );
-                self.set_plan_status(PlanStatus::Ready);
-            }
-            Some(check) if check.passed => {
-                self.journal(
-                    JournalEntry::new(&self.plan.id, "integration_test")
-                        .role(Role::Integrator)
-                        .reason("passed"),
-                );
-                self.plan.integration_test = Some(check);
-                self.plan.outcome = Some("Integrated and tested: `test` passes.".into());
-                self.set_plan_status(PlanStatus::Ready);
-            }
-            Some(check) => {
-                self.journal(
-                    JournalEntry::new(&self.plan.id, "integration_test")
-                        .role(Role::Integrator)
-                        .reason("failed"),
-                );
-                self.plan.integration_test = Some(check);
-                match tested.diagnosis {
-                    Some((cause, fixes)) if self.plan.fix_rounds < MAX_FIX_ROUNDS => {
-                        self.plan.fix_rounds += 1;
-                        self.journal(JournalEntry::new(&self.plan.id, "diagnosis").role(Role::Debugger).reason(cause.clone()));
-                        let round = self.plan.fix_rounds;
-                        for (i, fix) in fixes.into_iter().enumerate() {
-                            let id = format!("fix{round}-{}", i + 1);
-                            let spec = TaskSpec {
-                                id: id.clone(),
-                                title: fix.title,
-                                instructions: format!("The integrated result fails the `test` check.\nCause: {cause}\n\n{}", fix.instructions),
-                                depends_on: Vec::new(),
-                                files: fix.files,
-                            };
-                            self.plan.tasks.push(Task::new(spec, TaskKind::Fix));
-                            self.set_status(&id, TaskStatus::Pending, Some("from the debugger".into()));
-                        }
-                        self.set_plan_status(PlanStatus::Running);
-                    }
-                    _ => self.escalate(
-                        None,
-                        "the integrated result fails the `test` check, and the debugger's fixes did not make it pass".into(),
-                        &["retry", "abort"],
-                    ),
+                for fix in fixes {
+                    let id = format!("fix-{}", self.plan.next_serial());
+                    let spec = TaskSpec {
+                        id: id.clone(),
+                        title: fix.title,
+                        instructions: format!(
+                            "The integrated result fails the `test` check.\nCause: {cause}\n\n{}",
+                            fix.instructions
+                        ),
+                        depends_on: Vec::new(),
+                        files: fix.files,
+                    };
+                    self.plan.tasks.push(Task::new(spec, TaskKind::Fix));
+                    self.set_status(&id, TaskStatus::Pending, Some("from the debugger".into()));
                 }
             }
+            _ => self.escalate(
+                None,
+                format!(
+                    "the integrated result fails the `test` check after {} debugger fix round{}",
+                    self.plan.fix_rounds,
+                    if self.plan.fix_rounds == 1 { "" } else { "s" }
+                ),
+                &["retry", "abort"],
+            ),
         }
     }
 
@@ -1290,33 +1362,10 @@ impl Orchestrator {
         entry.task = task.map(str::to_owned);
         self.journal(entry);
         match error {
-            AgentError::Cancelled => {
-                if let Some(task) = task {
-                    self.set_status(task, TaskStatus::Cancelled, Some("cancelled".into()));
-                } else {
-                    self.plan.outcome = Some("cancelled".into());
-                    self.set_plan_status(PlanStatus::Cancelled);
-                }
-            }
-            AgentError::Budget(exceeded) => {
-                if let Some(task) = task {
-                    self.set_status(task, TaskStatus::Escalated, Some(exceeded.to_string()));
-                }
-                // Stop new calls: nothing else starts until the user answers (once).
-                let asked = self
-                    .plan
-                    .escalation
-                    .iter()
-                    .chain(&self.plan.queued_escalations)
-                    .any(|e| e.choices.iter().any(|c| c.id == "continue"));
-                if !asked {
-                    self.escalate(
-                        None,
-                        format!("{exceeded}; no more model calls are made"),
-                        &["continue", "abort"],
-                    );
-                }
-            }
+            AgentError::Cancelled => match task {
+                Some(task) => self.cancel_task(task, "cancelled"),
+                None => self.cancel_plan("cancelled"),
+            },
             other => match task {
                 Some(task) => self.fail_task(task, other.to_string()),
                 None if role == Role::Planner => self.escalate(
@@ -1324,36 +1373,66 @@ impl Orchestrator {
                     format!("the planner could not plan: {other}"),
                     &["retry", "abort"],
                 ),
-                None => self.fail_plan(format!("the {role} failed: {other}")),
+                None => self.escalate(
+                    None,
+                    format!("the {role} failed: {other}"),
+                    &["retry", "abort"],
+                ),
             },
         }
     }
 
     // ---- Commands and escalations ---------------------------------------------------------
 
-    async fn on_command(&mut self, command: Command) {
+    fn on_command(&mut self, command: Command) {
         match command {
             Command::Cancel => self.cancel_plan("cancelled by the user"),
-            Command::CancelTask(id) => {
-                if let Some(cancel) = self.workers.remove(&id) {
-                    cancel.cancel();
-                }
-                if self.plan.task(&id).is_some_and(|t| !t.status.is_terminal()) {
-                    self.set_status(
-                        &id,
-                        TaskStatus::Cancelled,
-                        Some("cancelled by the user".into()),
-                    );
-                }
-            }
+            Command::CancelTask(id) => self.cancel_task(&id, "cancelled by the user"),
             Command::Retry(id) => self.retry_task(&id),
-            Command::Answer { escalation, choice } => self.answer(&escalation, &choice).await,
+            Command::Answer { escalation, choice } => self.answer(&escalation, &choice),
+        }
+    }
+
+    fn questions(&self) -> impl Iterator<Item = &Escalation> {
+        self.plan
+            .escalation
+            .iter()
+            .chain(&self.plan.queued_escalations)
+    }
+
+    fn has_questions(&self) -> bool {
+        self.questions().next().is_some()
+    }
+
+    /// A spent budget or deadline is waiting for an answer: nothing new starts.
+    fn paused(&self) -> bool {
+        self.questions()
+            .any(|e| e.choices.iter().any(|c| c.id == "continue"))
+    }
+
+    /// Whether `task` waits for the user: a question about it.
+    fn awaiting_answer(&self, task: &str) -> bool {
+        self.questions().any(|e| e.task.as_deref() == Some(task))
+    }
+
+    /// A budget was crossed: the agents wait; ask the user, once.
+    fn on_budget(&mut self, exceeded: BudgetExceeded) {
+        self.journal(
+            JournalEntry::new(&self.plan.id, "budget_exceeded").reason(exceeded.to_string()),
+        );
+        if !self.paused() {
+            self.escalate(
+                None,
+                format!("{exceeded}; no more model calls are made until you answer"),
+                &["continue", "abort"],
+            );
         }
     }
 
     fn escalate(&mut self, task: Option<&str>, question: String, choices: &[&str]) {
         let id = format!("e{}", self.plan.next_serial());
         if let Some(task) = task {
+            self.cancel_worker(task);
             if let Some(t) = self.plan.task_mut(task) {
                 t.error = Some(question.clone());
             }
@@ -1367,7 +1446,7 @@ impl Orchestrator {
         ]
         .into();
         let escalation = Escalation {
-            id: id.clone(),
+            id,
             task: task.map(str::to_owned),
             question: question.clone(),
             choices: choices
@@ -1383,15 +1462,14 @@ impl Orchestrator {
         self.journal(entry);
         if self.commands.is_none() {
             // Nobody will answer.
-            self.apply_answer_sync(&id, task.map(str::to_owned), "abort");
+            self.apply_answer(escalation.task.clone(), "abort");
             return;
         }
         if self.plan.escalation.is_some() {
-            // One question at a time; this one waits its turn.
             self.plan.queued_escalations.push(escalation);
-            return;
+        } else {
+            self.raise(escalation);
         }
-        self.raise(escalation);
     }
 
     fn raise(&mut self, escalation: Escalation) {
@@ -1402,7 +1480,7 @@ impl Orchestrator {
         });
     }
 
-    async fn answer(&mut self, escalation: &str, choice: &str) {
+    fn answer(&mut self, escalation: &str, choice: &str) {
         let Some(pending) = self.plan.escalation.clone() else {
             return;
         };
@@ -1418,47 +1496,56 @@ impl Orchestrator {
         let mut entry = JournalEntry::new(&self.plan.id, "answer").reason(choice.to_owned());
         entry.task = pending.task.clone();
         self.journal(entry);
-        self.apply_answer_sync(escalation, pending.task, choice);
+        self.apply_answer(pending.task, choice);
         if self.plan.escalation.is_none() && !self.plan.queued_escalations.is_empty() {
             let next = self.plan.queued_escalations.remove(0);
             self.raise(next);
         }
     }
 
-    fn apply_answer_sync(&mut self, _escalation: &str, task: Option<String>, choice: &str) {
+    /// Answers every question "abort" (nobody is left to answer).
+    fn abort_all_questions(&mut self) {
+        while let Some(question) = self.plan.escalation.take().or_else(|| {
+            (!self.plan.queued_escalations.is_empty())
+                .then(|| self.plan.queued_escalations.remove(0))
+        }) {
+            self.journal(
+                JournalEntry::new(&self.plan.id, "answer").reason("abort (nobody to answer)"),
+            );
+            self.apply_answer(question.task, "abort");
+        }
+    }
+
+    fn apply_answer(&mut self, task: Option<String>, choice: &str) {
         match (choice, task) {
             ("abort", Some(task)) => self.abort_task(&task),
             ("abort", None) => {
                 self.plan.outcome = Some("aborted after escalation".into());
-                self.cancel_workers();
-                for id in self
-                    .plan
-                    .tasks
-                    .iter()
-                    .filter(|t| !t.status.is_terminal())
-                    .map(|t| t.id.clone())
-                    .collect::<Vec<_>>()
-                {
-                    self.set_status(
-                        &id,
-                        TaskStatus::Cancelled,
-                        Some("the plan was aborted".into()),
-                    );
+                self.cancel_all_workers();
+                for id in self.task_ids() {
+                    if self.plan.task(&id).is_some_and(|t| !t.status.is_terminal()) {
+                        self.set_status(
+                            &id,
+                            TaskStatus::Cancelled,
+                            Some("the plan was aborted".into()),
+                        );
+                    }
                 }
+                self.plan.queued_escalations.clear();
                 self.set_plan_status(PlanStatus::Escalated);
             }
             ("retry", Some(task)) => self.retry_task(&task),
             ("retry", None) => {
-                if self.plan.tasks.is_empty() {
-                    self.set_plan_status(PlanStatus::Planning);
-                } else {
-                    self.plan.fix_rounds = 0;
+                self.plan.fix_rounds = 0;
+                if !self.plan.tasks.is_empty() && self.plan.status != PlanStatus::Planning {
                     self.set_plan_status(PlanStatus::Running);
                 }
             }
             ("send_back", Some(task)) => {
                 if let Some(t) = self.plan.task_mut(&task) {
                     t.round += 1;
+                    t.restart = Some(Restart::AtHead);
+                    t.error = None;
                 }
                 self.set_status(
                     &task,
@@ -1467,56 +1554,89 @@ impl Orchestrator {
                 );
             }
             ("continue", _) => {
+                if let Some(timeout) = self.context.config.team.timeout_s {
+                    let extra = Duration::from_secs((timeout / 2).max(60));
+                    self.deadline = Some(
+                        self.deadline
+                            .unwrap_or_else(Instant::now)
+                            .max(Instant::now())
+                            + extra,
+                    );
+                }
+                // Raised limits, lifted halt: the waiting agents go on where they were.
                 self.budget.raise();
-                if let Some(deadline) = self.deadline {
-                    let extra = self.context.config.team.timeout_s.unwrap_or(600) / 2;
-                    self.deadline =
-                        Some(deadline.max(Instant::now()) + Duration::from_secs(extra.max(60)));
-                }
-                // Tasks stopped by the budget pick up where they were.
-                let stopped: Vec<(String, bool)> = self
-                    .plan
-                    .tasks
-                    .iter()
-                    .filter(|t| t.status == TaskStatus::Escalated)
-                    .map(|t| (t.id.clone(), t.result.is_some() && t.handoff.is_some()))
-                    .collect();
-                for (id, implemented) in stopped {
-                    if implemented {
-                        self.review_queue.push(id);
-                    } else {
-                        self.set_status(
-                            &id,
-                            TaskStatus::Pending,
-                            Some("continuing past the budget".into()),
-                        );
-                    }
-                }
-                if self.plan.status == PlanStatus::Planning {
-                    // The planner will run again.
-                }
             }
             (other, _) => tracing::warn!("unknown answer {other:?}"),
         }
     }
 
+    /// Ends an escalated task on the user's "abort": it stays escalated, and is final.
+    fn abort_task(&mut self, id: &str) {
+        self.cancel_worker(id);
+        let question = self
+            .plan
+            .task(id)
+            .and_then(|t| t.error.clone())
+            .unwrap_or_default();
+        if let Some(task) = self.plan.task_mut(id) {
+            task.error = Some(if question.is_empty() {
+                "aborted after escalation".into()
+            } else {
+                format!("aborted after escalation: {question}")
+            });
+            task.finished_at = Some(super::now());
+        }
+        self.journal(JournalEntry::new(&self.plan.id, "task_aborted").task(id));
+        self.set_status(id, TaskStatus::Escalated, Some("aborted".into()));
+        if let Some(TaskKind::Resolve { of }) = self.plan.task(id).map(|t| t.kind.clone()) {
+            self.abort_task(&of);
+        }
+    }
+
     fn retry_task(&mut self, id: &str) {
-        let Some(task) = self.plan.task(id) else {
+        let Some(task) = self.plan.task(id).cloned() else {
             return;
         };
         if task.status.is_integrated() || !task.status.is_terminal() {
             return;
         }
-        if let Some(task) = self.plan.task_mut(id) {
-            task.round = 0;
-            task.error = None;
-            task.verdict = None;
-            task.findings.clear();
-            task.diagnosis = None;
+        // Any question about the task is moot now.
+        if self
+            .plan
+            .escalation
+            .as_ref()
+            .is_some_and(|e| e.task.as_deref() == Some(id))
+        {
+            self.plan.escalation = None;
+            if !self.plan.queued_escalations.is_empty() {
+                let next = self.plan.queued_escalations.remove(0);
+                self.raise(next);
+            }
         }
-        // A rejected or failed result is not built upon: start again from where the task began.
-        self.restart.insert(id.to_owned(), Restart::FromStart);
-        // Tasks it blocked may go again too.
+        self.plan
+            .queued_escalations
+            .retain(|e| e.task.as_deref() != Some(id));
+        let resolve_of = match &task.kind {
+            TaskKind::Resolve { of } => Some(of.clone()),
+            _ => None,
+        };
+        if let Some(t) = self.plan.task_mut(id) {
+            t.round = 0;
+            t.error = None;
+            t.verdict = None;
+            t.findings.clear();
+            t.diagnosis = None;
+            t.result = None;
+            t.handoff = None;
+            // A rejected or failed result is not built upon: start again from where it began;
+            // a resolve task starts from today's integration, where it will have to fit.
+            if resolve_of.is_some() {
+                t.start = None;
+                t.restart = None;
+            } else {
+                t.restart = Some(Restart::FromStart);
+            }
+        }
         let blocked: Vec<String> = self
             .plan
             .tasks
@@ -1525,6 +1645,13 @@ impl Orchestrator {
             .map(|t| t.id.clone())
             .collect();
         self.set_status(id, TaskStatus::Pending, Some("retried".into()));
+        if let Some(of) = resolve_of {
+            self.set_status(
+                &of,
+                TaskStatus::Integrating,
+                Some(format!("waiting for {id}")),
+            );
+        }
         for other in blocked {
             self.set_status(
                 &other,
@@ -1537,59 +1664,50 @@ impl Orchestrator {
         }
     }
 
+    /// The plan's wall time is spent: no new model calls until the user answers (the agents
+    /// wait where they are; work in flight finishes).
     fn on_timeout(&mut self) {
         self.deadline = None;
         self.journal(
             JournalEntry::new(&self.plan.id, "timeout")
                 .reason("the plan's wall-time budget is spent"),
         );
-        self.cancel_workers();
-        for id in self
-            .plan
-            .tasks
-            .iter()
-            .filter(|t| matches!(t.status, TaskStatus::Running | TaskStatus::Reviewing))
-            .map(|t| t.id.clone())
-            .collect::<Vec<_>>()
-        {
-            self.set_status(
-                &id,
-                TaskStatus::Escalated,
-                Some("stopped: the plan's wall-time budget is spent".into()),
-            );
-        }
-        if self.plan.status == PlanStatus::Testing {
-            self.set_plan_status(PlanStatus::Running);
-        }
+        let timeout = self.context.config.team.timeout_s.unwrap_or(0);
+        self.budget.halt(format!("{timeout} s"));
         self.escalate(
             None,
-            format!(
-                "the plan's wall-time budget (timeout_s = {} s) is spent",
-                self.context.config.team.timeout_s.unwrap_or(0)
-            ),
+            format!("the plan's wall-time budget (timeout_s = {timeout} s) is spent; no more model calls are made until you answer"),
             &["continue", "abort"],
         );
     }
 
-    fn cancel_workers(&mut self) {
-        for (_, cancel) in self.workers.drain() {
-            cancel.cancel();
+    fn cancel_task(&mut self, id: &str, reason: &str) {
+        self.cancel_worker(id);
+        if self
+            .plan
+            .task(id)
+            .is_some_and(|t| !t.status.is_terminal() || t.status == TaskStatus::Escalated)
+        {
+            self.plan
+                .queued_escalations
+                .retain(|e| e.task.as_deref() != Some(id));
+            self.set_status(id, TaskStatus::Cancelled, Some(reason.into()));
+        }
+        // The task a cancelled resolve task was resolving cannot be integrated either.
+        if let Some(TaskKind::Resolve { of }) = self.plan.task(id).map(|t| t.kind.clone()) {
+            self.cancel_task(&of, &format!("its resolve task {id} was cancelled"));
         }
     }
 
     fn cancel_plan(&mut self, reason: &str) {
-        self.cancel_workers();
-        for id in self
-            .plan
-            .tasks
-            .iter()
-            .filter(|t| !t.status.is_terminal())
-            .map(|t| t.id.clone())
-            .collect::<Vec<_>>()
-        {
-            self.set_status(&id, TaskStatus::Cancelled, Some(reason.into()));
+        self.cancel_all_workers();
+        for id in self.task_ids() {
+            if self.plan.task(&id).is_some_and(|t| !t.status.is_terminal()) {
+                self.set_status(&id, TaskStatus::Cancelled, Some(reason.into()));
+            }
         }
         self.plan.escalation = None;
+        self.plan.queued_escalations.clear();
         self.plan.outcome = Some(reason.into());
         self.journal(JournalEntry::new(&self.plan.id, "cancelled").reason(reason));
         self.set_plan_status(PlanStatus::Cancelled);
@@ -1598,6 +1716,7 @@ impl Orchestrator {
     // ---- State changes --------------------------------------------------------------------
 
     fn fail_task(&mut self, id: &str, reason: String) {
+        self.cancel_worker(id);
         if let Some(task) = self.plan.task_mut(id) {
             task.error = Some(reason.clone());
             task.finished_at = Some(super::now());
@@ -1608,38 +1727,15 @@ impl Orchestrator {
                 .reason(reason.clone()),
         );
         self.set_status(id, TaskStatus::Failed, Some(reason.clone()));
-        // A failed resolve task fails the task it was resolving.
         if let Some(TaskKind::Resolve { of }) = self.plan.task(id).map(|t| t.kind.clone()) {
             self.fail_task(&of, format!("its conflict could not be resolved: {reason}"));
-        }
-    }
-
-    /// Ends an escalated task on the user's "abort": it stays escalated, and is final.
-    fn abort_task(&mut self, id: &str) {
-        let question = self
-            .plan
-            .task(id)
-            .and_then(|t| t.error.clone())
-            .unwrap_or_default();
-        if let Some(task) = self.plan.task_mut(id) {
-            task.error = Some(
-                format!("aborted after escalation: {question}")
-                    .trim_end_matches(": ")
-                    .to_owned(),
-            );
-            task.finished_at = Some(super::now());
-        }
-        self.journal(JournalEntry::new(&self.plan.id, "task_aborted").task(id));
-        self.set_status(id, TaskStatus::Escalated, Some("aborted".into()));
-        if let Some(TaskKind::Resolve { of }) = self.plan.task(id).map(|t| t.kind.clone()) {
-            self.abort_task(&of);
         }
     }
 
     fn fail_plan(&mut self, reason: String) {
         self.journal(JournalEntry::new(&self.plan.id, "plan_failed").reason(reason.clone()));
         self.plan.outcome = Some(reason);
-        self.cancel_workers();
+        self.cancel_all_workers();
         self.set_plan_status(PlanStatus::Failed);
     }
 
@@ -1649,18 +1745,17 @@ impl Orchestrator {
             return;
         };
         task.status = status;
-        if status.is_terminal() || status == TaskStatus::Pending || status == TaskStatus::Approved {
+        if status.is_terminal() || matches!(status, TaskStatus::Pending | TaskStatus::Approved) {
             task.role = None;
         }
-        let event = Event::TaskChanged {
+        let _ = self.context.events.send(Event::TaskChanged {
             plan,
             task: id.to_owned(),
             title: task.title.clone(),
             status,
             role: task.role,
             reason,
-        };
-        let _ = self.context.events.send(event);
+        });
     }
 
     fn set_plan_status(&mut self, status: PlanStatus) {
@@ -1673,13 +1768,16 @@ impl Orchestrator {
         }
     }
 
-    /// Moves what an agent spent into the plan's record.
-    fn absorb_spend(&mut self, task: &str, role: Role) {
-        let Some(shared) = self.spend.get(task) else {
+    /// Moves what a worker key spent into the plan's record, once.
+    fn absorb_spend(&mut self, key: &str, role: Role) {
+        let Some(shared) = self.spend.get(key) else {
             return;
         };
         let now = *shared.lock().unwrap_or_else(|p| p.into_inner());
-        let before = self.plan.task(task).map(|t| t.spend).unwrap_or_default();
+        let before = self
+            .absorbed
+            .insert(key.to_owned(), now)
+            .unwrap_or_default();
         let delta = Spend {
             calls: now.calls.saturating_sub(before.calls),
             input_tokens: now.input_tokens.saturating_sub(before.input_tokens),
@@ -1687,18 +1785,15 @@ impl Orchestrator {
             cost_usd: (now.cost_usd - before.cost_usd).max(0.0),
             estimated: now.estimated,
         };
-        if let Some(t) = self.plan.task_mut(task) {
-            t.spend = now;
+        if let Some(task) = self.plan.task_mut(key) {
+            task.spend = now;
         }
-        let add = |into: &mut Spend| {
-            into.calls += delta.calls;
-            into.input_tokens += delta.input_tokens;
-            into.output_tokens += delta.output_tokens;
-            into.cost_usd += delta.cost_usd;
-            into.estimated |= delta.estimated;
-        };
-        add(&mut self.plan.spend);
-        add(self.plan.spend_by_role.entry(role).or_default());
+        self.plan.spend.absorb(&delta);
+        self.plan
+            .spend_by_role
+            .entry(role)
+            .or_default()
+            .absorb(&delta);
     }
 
     fn emit_agent_started(&self, task: &str, role: Role) {
@@ -1709,15 +1804,12 @@ impl Orchestrator {
         });
     }
 
-    fn emit_agent_finished(&self, task: &str, role: Role, outcome: &Result<&str, String>) {
+    fn emit_agent_finished(&self, task: &str, role: Role, outcome: &str) {
         let _ = self.context.events.send(Event::AgentFinished {
             plan: self.plan.id.clone(),
             task: task.to_owned(),
             role,
-            outcome: match outcome {
-                Ok(done) => (*done).to_owned(),
-                Err(error) => format!("failed: {error}"),
-            },
+            outcome: outcome.to_owned(),
         });
     }
 
@@ -1727,12 +1819,13 @@ impl Orchestrator {
 
     fn persist(&mut self) {
         self.plan.updated_at = super::now();
+        self.context.registry.update(&self.plan);
         if let Err(err) = self.context.store.save_plan(&self.plan) {
             tracing::error!("cannot save plan {}: {err}", self.plan.id);
         }
     }
 
-    fn finish(&mut self) {
+    async fn finish(&mut self) {
         let outcome = self
             .plan
             .outcome
@@ -1742,6 +1835,33 @@ impl Orchestrator {
             JournalEntry::new(&self.plan.id, "plan_finished")
                 .reason(format!("{}: {outcome}", self.plan.status.as_str())),
         );
+        // Integrated tasks need only their branches now; the rest keep their worktrees, for
+        // a retry or a look, but unlocked.
+        let plan = self.plan.id.clone();
+        let tasks: Vec<(String, bool)> = self
+            .plan
+            .tasks
+            .iter()
+            .map(|t| (t.id.clone(), t.status.is_integrated()))
+            .collect();
+        let _ = self
+            .context
+            .repo
+            .run(move |repo| {
+                for (task, integrated) in tasks {
+                    let result = if integrated {
+                        git::worktree::remove(repo, &plan, &task, false)
+                    } else {
+                        git::worktree::release(repo, &plan, &task)
+                    };
+                    if let Err(err) = result {
+                        tracing::warn!("cleaning up after {task}: {err}");
+                    }
+                }
+                let _ = git::worktree::remove(repo, &plan, VERIFY, true);
+                Ok(())
+            })
+            .await;
         self.persist();
         let _ = self.context.events.send(Event::Finished {
             plan: self.plan.id.clone(),
@@ -1751,13 +1871,110 @@ impl Orchestrator {
     }
 }
 
-/// How a task restarts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Restart {
-    /// From its branch's head, with uncommitted leftovers removed.
-    AtHead,
-    /// From the commit it started from, its branch moved back there.
-    FromStart,
+/// Runs the debugger; a debugger that cannot diagnose leaves the failure as it is, but a spent
+/// budget or a cancellation stops everything.
+async fn diagnose(
+    debugger: &AgentContext,
+    tools: &mut RoleTools,
+    subject: &str,
+    failing: &CheckRun,
+    diff: &str,
+    conventions: &str,
+) -> Result<Option<(String, Vec<FixTask>)>, AgentError> {
+    match roles::diagnose(debugger, tools, subject, failing, diff, conventions).await {
+        Ok(diagnosis) => Ok(Some(diagnosis)),
+        Err(AgentError::Cancelled) => Err(AgentError::Cancelled),
+        Err(error) => {
+            tracing::warn!("the debugger could not diagnose {}: {error}", debugger.task);
+            Ok(None)
+        }
+    }
+}
+
+fn resolve_instructions(task: &Task, conflicts: &[git::merge::FileConflict]) -> String {
+    let id = &task.id;
+    let mut instructions = format!(
+        "Task {id} ({}) was approved, but its change conflicts with work already integrated by \
+         other tasks. Your copy holds the integrated work. Make task {id}'s change on top of it, \
+         keeping what the other tasks did.\n\nTask {id}'s instructions:\n{}\n\nIts handoff: \
+         {}\n\nConflicting files, with both sides:\n",
+        task.title,
+        task.instructions,
+        task.handoff.as_deref().unwrap_or("(none)")
+    );
+    for conflict in conflicts {
+        instructions.push_str(&format!("\n### {}\n", conflict.path));
+        if conflict.regions.is_empty() {
+            instructions.push_str(&format!(
+                "Integrated version:\n```\n{}\n```\nTask {id}'s version:\n```\n{}\n```\n",
+                conflict.ours.as_deref().unwrap_or("(deleted)"),
+                conflict.theirs.as_deref().unwrap_or("(deleted)")
+            ));
+        }
+        for region in &conflict.regions {
+            instructions.push_str(&format!(
+                "Integrated (from line {}):\n```\n{}```\nTask {id}'s version:\n```\n{}```\n",
+                region.ours_start_line + 1,
+                region.ours,
+                region.theirs
+            ));
+        }
+    }
+    instructions
+}
+
+async fn head_of(repo: &GitRepo, branch: &str) -> Result<git2::Oid, String> {
+    let branch = branch.to_owned();
+    repo.run_concurrently(move |r| {
+        r.find_branch(&branch, git2::BranchType::Local)
+            .and_then(|b| b.get().peel_to_commit())
+            .map(|c| c.id())
+            .map_err(|e| git::GitError::Refused(format!("the branch {branch} is missing: {e}")))
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+fn setup(error: git::GitError) -> AgentError {
+    AgentError::Setup(error.to_string())
+}
+
+fn output_cap(config: &Config) -> usize {
+    usize::try_from(config.team.check_output_bytes).unwrap_or(64 * 1024)
+}
+
+/// Runs `work` within `limit`, if there is one.
+async fn within<T>(
+    limit: Option<Duration>,
+    work: impl Future<Output = Result<T, AgentError>>,
+) -> Result<T, AgentError> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+            Err(AgentError::Gave(format!(
+                "the task took longer than task_timeout_s = {} s",
+                limit.as_secs()
+            )))
+        }),
+        None => work.await,
+    }
+}
+
+fn summary_of<T>(result: &Result<T, AgentError>, ok: impl FnOnce(&T) -> &'static str) -> String {
+    match result {
+        Ok(value) => ok(value).to_owned(),
+        Err(error) => format!("failed: {error}"),
+    }
+}
+
+fn cap_text(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n[... the diff goes on]\n", &text[..end])
 }
 
 fn verdict_name(verdict: Verdict) -> &'static str {

@@ -122,6 +122,23 @@ pub enum TaskKind {
     Resolve { of: String },
     /// From the debugger: fix what made a check fail after integration.
     Fix,
+    /// Review the user's own code (no implementer, nothing to integrate).
+    Review {
+        path: String,
+        /// One-based lines; the whole file when absent.
+        start_line: Option<u32>,
+        end_line: Option<u32>,
+    },
+}
+
+/// How a task restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Restart {
+    /// From its branch's head, with uncommitted leftovers removed.
+    AtHead,
+    /// From the commit it started from, its branch moved back there.
+    FromStart,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,6 +218,15 @@ impl Spend {
     pub fn tokens(&self) -> u64 {
         self.input_tokens + self.output_tokens
     }
+
+    /// Adds another record of spend to this one.
+    pub fn absorb(&mut self, other: &Spend) {
+        self.calls += other.calls;
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cost_usd += other.cost_usd;
+        self.estimated |= other.estimated;
+    }
 }
 
 /// A task of a plan.
@@ -234,6 +260,15 @@ pub struct Task {
     pub checks: Vec<CheckResult>,
     /// The debugger's account of a failing check, for the next round.
     pub diagnosis: Option<String>,
+    /// The task's diff as last reviewed (capped), for editors to show.
+    #[serde(default)]
+    pub diff: Option<String>,
+    /// How the next run of the task starts, when it is not fresh.
+    #[serde(default)]
+    pub restart: Option<Restart>,
+    /// The resolve task re-applying this task where it conflicted.
+    #[serde(default)]
+    pub resolving: Option<String>,
     pub error: Option<String>,
     #[serde(default)]
     pub spend: Spend,
@@ -261,6 +296,9 @@ impl Task {
             findings: Vec::new(),
             checks: Vec::new(),
             diagnosis: None,
+            diff: None,
+            restart: None,
+            resolving: None,
             error: None,
             spend: Spend::default(),
             started_at: None,
@@ -329,9 +367,6 @@ pub struct Plan {
     pub fix_rounds: u32,
     /// Why the plan ended as it did.
     pub outcome: Option<String>,
-    /// Planner attempts that submitted an invalid plan.
-    #[serde(default)]
-    pub invalid_plans: u32,
     /// Counters for ids of findings, resolve and fix tasks.
     #[serde(default)]
     pub serial: u64,
@@ -357,7 +392,6 @@ impl Plan {
             integration_test: None,
             fix_rounds: 0,
             outcome: None,
-            invalid_plans: 0,
             serial: 0,
         }
     }
@@ -376,14 +410,24 @@ impl Plan {
         self.serial
     }
 
-    /// Tasks in an order where every task comes after its dependencies.
+    /// Tasks in an order where every task comes after its dependencies (the plan's own order
+    /// if the graph is not consistent, so nothing is ever left out).
     pub fn topological_order(&self) -> Vec<String> {
         let specs: Vec<(String, Vec<String>)> = self
             .tasks
             .iter()
             .map(|t| (t.id.clone(), t.depends_on.clone()))
             .collect();
-        topological(&specs).unwrap_or_default()
+        topological(&specs).unwrap_or_else(|| self.tasks.iter().map(|t| t.id.clone()).collect())
+    }
+
+    /// Whether the plan only reviews code (nothing to integrate or test).
+    pub fn is_review(&self) -> bool {
+        !self.tasks.is_empty()
+            && self
+                .tasks
+                .iter()
+                .all(|t| matches!(t.kind, TaskKind::Review { .. }))
     }
 }
 
@@ -436,7 +480,10 @@ pub fn validate(specs: &[TaskSpec], max_tasks: u32) -> Result<(), String> {
                 spec.id
             ));
         }
-        if RESERVED_IDS.contains(&spec.id.as_str()) {
+        if RESERVED_IDS.contains(&spec.id.as_str())
+            || spec.id.starts_with("fix-")
+            || spec.id.contains("-resolve")
+        {
             return Err(format!(
                 "task id {:?} is reserved by pitcrew; choose another",
                 spec.id
@@ -497,6 +544,8 @@ mod tests {
             (vec![spec("a", &["b"]), spec("b", &["a"])], "cycle"),
             (vec![spec("../x", &[])], "not usable"),
             (vec![spec("verify", &[])], "reserved"),
+            (vec![spec("fix-2", &[])], "reserved"),
+            (vec![spec("a-resolve3", &[])], "reserved"),
             (
                 (0..9).map(|i| spec(&format!("t{i}"), &[])).collect(),
                 "at most 8",

@@ -1,0 +1,333 @@
+//! The team as a long-lived service, for the language server: plans started from the editor
+//! (a delegated selection, a review, a goal), their latest state for requests that must answer
+//! at once, the recent activity of each task, and commands to running plans.
+//!
+//! Nothing here knows LSP. State a request reads (plan snapshots, activity) is kept in memory,
+//! updated by the orchestrators as they go, so that answering never touches the disk or git.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, mpsc};
+
+use super::events::Event;
+use super::orchestrator::{self, Command, TeamContext};
+use super::plan::{Plan, PlanStatus, Task};
+use super::store::JournalEntry;
+
+/// Activity lines kept per task for `pitcrew/task`.
+const ACTIVITY_LINES: usize = 50;
+
+/// The latest state of every plan the process knows, by id. The orchestrators write it on
+/// every change; requests read it.
+#[derive(Debug, Default)]
+pub struct PlanRegistry {
+    plans: Mutex<HashMap<String, Plan>>,
+}
+
+impl PlanRegistry {
+    pub fn update(&self, plan: &Plan) {
+        self.lock().insert(plan.id.clone(), plan.clone());
+    }
+
+    pub fn get(&self, id: &str) -> Option<Plan> {
+        self.lock().get(id).cloned()
+    }
+
+    /// The most recently created plan.
+    pub fn latest(&self) -> Option<Plan> {
+        self.lock()
+            .values()
+            .max_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)))
+            .cloned()
+    }
+
+    pub fn all(&self) -> Vec<Plan> {
+        let mut plans: Vec<Plan> = self.lock().values().cloned().collect();
+        plans.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        plans
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Plan>> {
+        self.plans.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A task reference as the editor gives it: `<plan>/<task>`, or a task id unique among plans.
+pub fn parse_task_ref(reference: &str) -> (Option<&str>, &str) {
+    match reference.split_once('/') {
+        Some((plan, task)) => (Some(plan), task),
+        None => (None, reference),
+    }
+}
+
+/// Running plans, their latest state, and their recent activity.
+pub struct TeamService {
+    context: TeamContext,
+    running: Mutex<HashMap<String, mpsc::Sender<Command>>>,
+    activity: Mutex<HashMap<(String, String), VecDeque<String>>>,
+}
+
+impl TeamService {
+    /// Starts the service; it listens to the team's events to keep activity logs.
+    pub fn new(context: TeamContext) -> Arc<Self> {
+        let service = Arc::new(Self {
+            context,
+            running: Mutex::new(HashMap::new()),
+            activity: Mutex::new(HashMap::new()),
+        });
+        let listener = Arc::downgrade(&service);
+        let mut events = service.context.events.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let event = match events.recv().await {
+                    Ok(event) => event,
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let Some(service) = listener.upgrade() else {
+                    return;
+                };
+                service.record(&event);
+            }
+        });
+        service
+    }
+
+    pub fn context(&self) -> &TeamContext {
+        &self.context
+    }
+
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.context.events.subscribe()
+    }
+
+    /// Loads the plans on disk into the registry (blocking reads: call off the async workers).
+    pub fn load_plans(&self) -> Vec<Plan> {
+        let plans = self.context.store.plans();
+        for plan in &plans {
+            if self.context.registry.get(&plan.id).is_none() {
+                self.context.registry.update(plan);
+            }
+        }
+        plans
+    }
+
+    /// Runs `plan` in the background (resuming it if it was persisted before).
+    pub fn start(self: &Arc<Self>, plan: Plan) -> Result<(), String> {
+        let lock = self
+            .context
+            .store
+            .lock_plan(&plan.id)
+            .map_err(|e| format!("cannot lock plan {}: {e}", plan.id))?
+            .ok_or_else(|| format!("plan {} is being run by another pitcrew process", plan.id))?;
+        let (commands, receiver) = mpsc::channel(32);
+        self.lock_running().insert(plan.id.clone(), commands);
+        self.context.registry.update(&plan);
+        let service = self.clone();
+        let context = self.context.clone();
+        tokio::spawn(async move {
+            let id = plan.id.clone();
+            let finished = orchestrator::run(context, plan, receiver).await;
+            drop(lock);
+            service.context.registry.update(&finished);
+            service.lock_running().remove(&id);
+        });
+        Ok(())
+    }
+
+    /// Sends a command to a running plan; a finished plan is resumed first for `Retry` and
+    /// `Answer`.
+    pub async fn command(self: &Arc<Self>, plan: &str, command: Command) -> Result<(), String> {
+        let sender = self.lock_running().get(plan).cloned();
+        let sender = match sender {
+            Some(sender) => sender,
+            None => {
+                let stored = self
+                    .context
+                    .registry
+                    .get(plan)
+                    .ok_or_else(|| format!("no plan {plan}"))?;
+                match command {
+                    Command::Retry(_) | Command::Answer { .. } => {
+                        self.start(stored)?;
+                        self.lock_running()
+                            .get(plan)
+                            .cloned()
+                            .ok_or_else(|| format!("plan {plan} did not start"))?
+                    }
+                    Command::Cancel | Command::CancelTask(_) => {
+                        return Err(format!("plan {plan} is not running"));
+                    }
+                }
+            }
+        };
+        sender
+            .send(command)
+            .await
+            .map_err(|_| format!("plan {plan} has just finished"))
+    }
+
+    pub fn is_running(&self, plan: &str) -> bool {
+        self.lock_running().contains_key(plan)
+    }
+
+    pub fn plan(&self, id: &str) -> Option<Plan> {
+        self.context.registry.get(id)
+    }
+
+    pub fn latest_plan(&self) -> Option<Plan> {
+        self.context.registry.latest()
+    }
+
+    pub fn plans(&self) -> Vec<Plan> {
+        self.context.registry.all()
+    }
+
+    /// Finds a task by `<plan>/<task>` or by a task id unique among plans.
+    pub fn find_task(&self, reference: &str) -> Result<(Plan, Task), String> {
+        let (plan_id, task_id) = parse_task_ref(reference);
+        let candidates: Vec<(Plan, Task)> = self
+            .plans()
+            .into_iter()
+            .filter(|p| plan_id.is_none_or(|id| p.id == id))
+            .filter_map(|p| p.task(task_id).cloned().map(|t| (p, t)))
+            .collect();
+        if candidates.len() > 1 {
+            return Err(format!(
+                "task id {task_id} is in several plans; say which: {}",
+                candidates
+                    .iter()
+                    .map(|(p, _)| format!("{}/{task_id}", p.id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        candidates
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("no task {reference}"))
+    }
+
+    /// The recent activity of a task, oldest first.
+    pub fn activity(&self, plan: &str, task: &str) -> Vec<String> {
+        self.activity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(plan.to_owned(), task.to_owned()))
+            .map(|lines| lines.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Records that a plan was applied to the user's files (blocking write: call off the
+    /// async workers).
+    pub fn mark_applied(&self, plan_id: &str, tasks: &[String], how: &str) {
+        let Some(mut plan) = self.context.registry.get(plan_id) else {
+            return;
+        };
+        for task in &mut plan.tasks {
+            if tasks.is_empty() || tasks.contains(&task.id) {
+                task.status = super::plan::TaskStatus::Applied;
+            }
+        }
+        if plan
+            .tasks
+            .iter()
+            .all(|t| t.status == super::plan::TaskStatus::Applied)
+        {
+            plan.status = PlanStatus::Applied;
+        }
+        self.save(
+            &plan,
+            JournalEntry::new(plan_id, "applied").reason(how.to_owned()),
+        );
+    }
+
+    /// Records that the user discarded a plan (blocking: call off the async workers).
+    pub fn mark_discarded(&self, plan_id: &str) {
+        let Some(mut plan) = self.context.registry.get(plan_id) else {
+            return;
+        };
+        for task in &mut plan.tasks {
+            if !task.status.is_terminal() || task.status == super::plan::TaskStatus::Ready {
+                task.status = super::plan::TaskStatus::Cancelled;
+            }
+        }
+        plan.status = PlanStatus::Cancelled;
+        plan.outcome = Some("discarded by the user".into());
+        plan.escalation = None;
+        self.save(&plan, JournalEntry::new(plan_id, "discarded"));
+    }
+
+    fn save(&self, plan: &Plan, entry: JournalEntry) {
+        self.context.registry.update(plan);
+        if let Err(err) = self.context.store.save_plan(plan) {
+            tracing::error!("cannot save plan {}: {err}", plan.id);
+        }
+        self.context.store.journal(&entry);
+        let _ = self.context.events.send(Event::PlanChanged {
+            plan: plan.id.clone(),
+            status: plan.status,
+        });
+    }
+
+    fn record(&self, event: &Event) {
+        let (plan, task, line) = match event {
+            Event::AgentStarted { plan, task, role } => {
+                (plan, task, format!("{} {role} started", super::now()))
+            }
+            Event::Activity {
+                plan,
+                task,
+                role,
+                message,
+                tokens,
+                ..
+            } => (
+                plan,
+                task,
+                format!("{} {role}: {message} ({tokens} tokens)", super::now()),
+            ),
+            Event::AgentFinished {
+                plan,
+                task,
+                role,
+                outcome,
+            } => (
+                plan,
+                task,
+                format!("{} {role} finished: {outcome}", super::now()),
+            ),
+            Event::TaskChanged {
+                plan,
+                task,
+                status,
+                reason,
+                ..
+            } => (
+                plan,
+                task,
+                format!(
+                    "{} {}{}",
+                    super::now(),
+                    status.as_str(),
+                    reason
+                        .as_ref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
+            ),
+            _ => return,
+        };
+        let mut activity = self.activity.lock().unwrap_or_else(|p| p.into_inner());
+        let lines = activity.entry((plan.clone(), task.clone())).or_default();
+        lines.push_back(line);
+        while lines.len() > ACTIVITY_LINES {
+            lines.pop_front();
+        }
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Command>>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
