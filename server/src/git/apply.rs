@@ -1,7 +1,8 @@
-//! Applying a result to the working tree, for the headless CLI: file by file, as a three-way
-//! merge of the snapshot the agents started from, the file as it is now, and the result. A file
-//! the user changed in a conflicting way is left untouched and reported. The index and HEAD are
-//! never written.
+//! Bringing a result onto what the user has, file by file, as a three-way merge of the snapshot
+//! the agents started from, the file as it is now, and the result. `plan_file` decides; the
+//! headless CLI writes the working tree with `apply_to_workdir`, the editor turns the same
+//! decisions into a workspace edit. A file the user changed in a conflicting way is left
+//! untouched and reported. The index and HEAD are never written.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -38,8 +39,48 @@ pub struct ApplyConflict {
     pub regions: Vec<ConflictRegion>,
 }
 
-/// Applies the change from commit `base` to commit `result` onto the working tree of `repo`.
-pub fn apply_to_workdir(repo: &Repository, base: Oid, result: Oid) -> Result<ApplyReport> {
+/// A file the result changes, with its three versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedFile {
+    /// Relative to the working tree, with `/` separators.
+    pub path: String,
+    /// In the snapshot the agents started from; `None` when they created it.
+    pub base: Option<Vec<u8>>,
+    /// In the result; `None` when they deleted it.
+    pub result: Option<Vec<u8>>,
+    /// The git file mode of the result (`0o100644`, `0o100755`, `0o120000`).
+    pub result_mode: u32,
+    /// On disk now.
+    pub current: Current,
+}
+
+/// What is on disk at a changed file's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Current {
+    Missing,
+    Content(Vec<u8>),
+    /// Not writable by pitcrew: the reason.
+    Refused(String),
+}
+
+/// What to do with one file to bring the result onto what the user has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilePlan {
+    /// Already as the result has it.
+    Unchanged,
+    /// The user had not touched it: write the result.
+    Write(Vec<u8>),
+    Delete,
+    /// The user changed it too: the merge of both.
+    Merged(String),
+    Conflict {
+        reason: String,
+        regions: Vec<ConflictRegion>,
+    },
+}
+
+/// The files that change from commit `base` to commit `result`, with what is on disk now.
+pub fn changed_files(repo: &Repository, base: Oid, result: Oid) -> Result<Vec<ChangedFile>> {
     let workdir = repo
         .workdir()
         .ok_or_else(|| GitError::Refused("a bare repository has no working tree".into()))?
@@ -61,7 +102,7 @@ pub fn apply_to_workdir(repo: &Repository, base: Oid, result: Oid) -> Result<App
         )
         .context(|| "diffing the result".into())?;
 
-    let mut report = ApplyReport::default();
+    let mut files = Vec::new();
     for delta in diff.deltas() {
         let file = if delta.status() == Delta::Deleted {
             delta.old_file()
@@ -69,14 +110,6 @@ pub fn apply_to_workdir(repo: &Repository, base: Oid, result: Oid) -> Result<App
             delta.new_file()
         };
         let Some(path) = file.path().map(|p| p.to_string_lossy().replace('\\', "/")) else {
-            continue;
-        };
-        let Some(full) = safe_join(&workdir, &path) else {
-            report.conflicts.push(ApplyConflict {
-                path,
-                reason: "refused: the path leaves the working tree or enters .git".into(),
-                regions: Vec::new(),
-            });
             continue;
         };
         let blob = |id: Oid| -> Result<Option<Vec<u8>>> {
@@ -92,82 +125,131 @@ pub fn apply_to_workdir(repo: &Repository, base: Oid, result: Oid) -> Result<App
         };
         let base_content = blob(delta.old_file().id())?;
         let result_content = blob(delta.new_file().id())?;
-        let result_mode = u32::from(delta.new_file().mode());
-        let current = match std::fs::symlink_metadata(&full) {
-            Ok(meta) if meta.is_dir() => {
+        let current = match safe_join(&workdir, &path) {
+            None => Current::Refused("the path leaves the working tree or enters .git".into()),
+            Some(full) => match std::fs::symlink_metadata(&full) {
+                Ok(meta) if meta.is_dir() => Current::Refused("a directory is in the way".into()),
+                Ok(_) => {
+                    Current::Content(std::fs::read(&full).context(|| format!("reading {path}"))?)
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Current::Missing,
+                Err(err) => {
+                    return Err(GitError::Io {
+                        context: format!("reading {path}"),
+                        source: err,
+                    });
+                }
+            },
+        };
+        files.push(ChangedFile {
+            path,
+            base: base_content,
+            result: result_content,
+            result_mode: u32::from(delta.new_file().mode()),
+            current,
+        });
+    }
+    Ok(files)
+}
+
+/// Decides how to bring a result onto `current` (what the user has: on disk, or in a buffer;
+/// `None` when the file does not exist), given the snapshot `base` the agents started from.
+pub fn plan_file(
+    base: Option<&[u8]>,
+    current: Option<&[u8]>,
+    result: Option<&[u8]>,
+) -> Result<FilePlan> {
+    if current == result {
+        return Ok(FilePlan::Unchanged);
+    }
+    if current == base {
+        return Ok(match result {
+            Some(content) => FilePlan::Write(content.to_vec()),
+            None => FilePlan::Delete,
+        });
+    }
+    // The user changed the file since the snapshot: merge, if both sides are text.
+    let conflict = |reason: &str| FilePlan::Conflict {
+        reason: reason.to_owned(),
+        regions: Vec::new(),
+    };
+    let (Some(current), Some(result)) = (current, result) else {
+        return Ok(conflict(if current.is_none() {
+            "you deleted it; the agents changed it"
+        } else {
+            "you changed it; the agents deleted it"
+        }));
+    };
+    fn as_text(bytes: Option<&[u8]>) -> Option<&str> {
+        match bytes {
+            None => Some(""),
+            Some(bytes) => std::str::from_utf8(bytes).ok(),
+        }
+    }
+    let (Some(base_text), Some(current_text), Some(result_text)) =
+        (as_text(base), as_text(Some(current)), as_text(Some(result)))
+    else {
+        return Ok(conflict("changed by you and by the agents, and not text"));
+    };
+    Ok(match merge_text(base_text, current_text, result_text)? {
+        TextMerge::Clean(merged) => FilePlan::Merged(merged),
+        TextMerge::Conflicts(regions) => FilePlan::Conflict {
+            reason: "your changes overlap the agents' changes".into(),
+            regions,
+        },
+    })
+}
+
+/// Applies the change from commit `base` to commit `result` onto the working tree of `repo`.
+pub fn apply_to_workdir(repo: &Repository, base: Oid, result: Oid) -> Result<ApplyReport> {
+    let workdir = repo
+        .workdir()
+        .ok_or_else(|| GitError::Refused("a bare repository has no working tree".into()))?
+        .to_path_buf();
+    let mut report = ApplyReport::default();
+    for file in changed_files(repo, base, result)? {
+        let path = file.path;
+        let current = match file.current {
+            Current::Refused(reason) => {
+                let reason = if reason.starts_with("the path") {
+                    format!("refused: {reason}")
+                } else {
+                    reason
+                };
                 report.conflicts.push(ApplyConflict {
                     path,
-                    reason: "a directory is in the way".into(),
+                    reason,
                     regions: Vec::new(),
                 });
                 continue;
             }
-            Ok(_) => Some(std::fs::read(&full).context(|| format!("reading {path}"))?),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-            Err(err) => {
-                return Err(GitError::Io {
-                    context: format!("reading {path}"),
-                    source: err,
-                });
-            }
+            Current::Missing => None,
+            Current::Content(content) => Some(content),
         };
-
-        if current == result_content {
-            report.unchanged.push(path);
-            continue;
-        }
-        if current == base_content {
-            match &result_content {
-                Some(content) => {
-                    write_atomically(&full, content, result_mode)?;
-                    report.written.push(path);
-                }
-                None => {
-                    std::fs::remove_file(&full).context(|| format!("deleting {path}"))?;
-                    report.deleted.push(path);
-                }
-            }
-            continue;
-        }
-        // The user changed the file since the snapshot: merge, if both sides are text.
-        let as_text = |bytes: &Option<Vec<u8>>| -> Option<String> {
-            match bytes {
-                None => Some(String::new()),
-                Some(bytes) => String::from_utf8(bytes.clone()).ok(),
-            }
+        let Some(full) = safe_join(&workdir, &path) else {
+            continue; // reported as Refused above
         };
-        let (Some(base_text), Some(current_text), Some(result_text)) = (
-            as_text(&base_content),
-            as_text(&current),
-            as_text(&result_content),
-        ) else {
-            report.conflicts.push(ApplyConflict {
-                path,
-                reason: "changed by you and by the agents, and not text".into(),
-                regions: Vec::new(),
-            });
-            continue;
-        };
-        if current.is_none() || result_content.is_none() {
-            report.conflicts.push(ApplyConflict {
-                path,
-                reason: if current.is_none() {
-                    "you deleted it; the agents changed it".into()
-                } else {
-                    "you changed it; the agents deleted it".into()
-                },
-                regions: Vec::new(),
-            });
-            continue;
-        }
-        match merge_text(&base_text, &current_text, &result_text)? {
-            TextMerge::Clean(merged) => {
-                write_atomically(&full, merged.as_bytes(), result_mode)?;
+        match plan_file(
+            file.base.as_deref(),
+            current.as_deref(),
+            file.result.as_deref(),
+        )? {
+            FilePlan::Unchanged => report.unchanged.push(path),
+            FilePlan::Write(content) => {
+                write_atomically(&full, &content, file.result_mode)?;
+                report.written.push(path);
+            }
+            FilePlan::Delete => {
+                std::fs::remove_file(&full).context(|| format!("deleting {path}"))?;
+                report.deleted.push(path);
+            }
+            FilePlan::Merged(merged) => {
+                write_atomically(&full, merged.as_bytes(), file.result_mode)?;
                 report.merged.push(path);
             }
-            TextMerge::Conflicts(regions) => report.conflicts.push(ApplyConflict {
+            FilePlan::Conflict { reason, regions } => report.conflicts.push(ApplyConflict {
                 path,
-                reason: "your changes overlap the agents' changes".into(),
+                reason,
                 regions,
             }),
         }
@@ -176,7 +258,7 @@ pub fn apply_to_workdir(repo: &Repository, base: Oid, result: Oid) -> Result<App
 }
 
 /// `workdir/path`, if `path` stays inside the working tree and out of `.git`.
-fn safe_join(workdir: &Path, path: &str) -> Option<PathBuf> {
+pub fn safe_join(workdir: &Path, path: &str) -> Option<PathBuf> {
     let relative = Path::new(path);
     let mut normal = 0;
     for component in relative.components() {

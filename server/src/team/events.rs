@@ -47,6 +47,8 @@ pub enum Event {
     Findings {
         plan: String,
         task: String,
+        /// The commit whose files the findings' lines refer to.
+        commit: String,
         findings: Vec<Finding>,
     },
     Escalated {

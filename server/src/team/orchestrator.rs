@@ -103,6 +103,8 @@ struct Reviewed {
     diagnosis: Option<String>,
     diff: String,
     check_failed: bool,
+    /// The commit the findings' lines refer to.
+    commit: String,
 }
 
 struct Tested {
@@ -882,6 +884,7 @@ impl Orchestrator {
                     diagnosis,
                     diff,
                     check_failed,
+                    commit: result,
                 })
             };
             let result = within(timeout, work).await;
@@ -1242,6 +1245,7 @@ impl Orchestrator {
         let _ = self.context.events.send(Event::Findings {
             plan: self.plan.id.clone(),
             task: id.to_owned(),
+            commit: review.commit.clone(),
             findings: review.findings,
         });
         if matches!(kind, TaskKind::Review { .. }) {

@@ -14,6 +14,9 @@ use super::events::Event;
 use super::orchestrator::{self, Command, TeamContext};
 use super::plan::{Plan, PlanStatus, Task};
 use super::store::JournalEntry;
+use super::store::Store;
+use crate::config::Config;
+use crate::model::Models;
 
 /// Activity lines kept per task for `pitcrew/task`.
 const ACTIVITY_LINES: usize = 50;
@@ -42,6 +45,11 @@ impl PlanRegistry {
             .cloned()
     }
 
+    /// Reads the plans in place, without copying them (requests on the editor's hot path).
+    pub fn inspect<R>(&self, read: impl FnOnce(&HashMap<String, Plan>) -> R) -> R {
+        read(&self.lock())
+    }
+
     pub fn all(&self) -> Vec<Plan> {
         let mut plans: Vec<Plan> = self.lock().values().cloned().collect();
         plans.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
@@ -63,7 +71,12 @@ pub fn parse_task_ref(reference: &str) -> (Option<&str>, &str) {
 
 /// Running plans, their latest state, and their recent activity.
 pub struct TeamService {
-    context: TeamContext,
+    /// What new plans run with; replaced when the configuration changes (running plans keep
+    /// the one they started with).
+    context: Mutex<TeamContext>,
+    events: broadcast::Sender<Event>,
+    registry: Arc<PlanRegistry>,
+    store: Arc<Store>,
     running: Mutex<HashMap<String, mpsc::Sender<Command>>>,
     activity: Mutex<HashMap<(String, String), VecDeque<String>>>,
 }
@@ -72,12 +85,15 @@ impl TeamService {
     /// Starts the service; it listens to the team's events to keep activity logs.
     pub fn new(context: TeamContext) -> Arc<Self> {
         let service = Arc::new(Self {
-            context,
+            events: context.events.clone(),
+            registry: context.registry.clone(),
+            store: context.store.clone(),
+            context: Mutex::new(context),
             running: Mutex::new(HashMap::new()),
             activity: Mutex::new(HashMap::new()),
         });
         let listener = Arc::downgrade(&service);
-        let mut events = service.context.events.subscribe();
+        let mut events = service.events.subscribe();
         tokio::spawn(async move {
             loop {
                 let event = match events.recv().await {
@@ -94,20 +110,44 @@ impl TeamService {
         service
     }
 
-    pub fn context(&self) -> &TeamContext {
-        &self.context
+    /// The context new plans start with.
+    pub fn context(&self) -> TeamContext {
+        self.context
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// New plans use `config` and `models` from now on.
+    pub fn reconfigure(&self, config: Arc<Config>, models: Arc<Models>) {
+        let mut context = self.context.lock().unwrap_or_else(|p| p.into_inner());
+        context.config = config;
+        context.models = models;
     }
 
     pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.context.events.subscribe()
+        self.events.subscribe()
+    }
+
+    /// Publishes an event, as the orchestrators do.
+    pub fn publish(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn registry(&self) -> &Arc<PlanRegistry> {
+        &self.registry
     }
 
     /// Loads the plans on disk into the registry (blocking reads: call off the async workers).
     pub fn load_plans(&self) -> Vec<Plan> {
-        let plans = self.context.store.plans();
+        let plans = self.store.plans();
         for plan in &plans {
-            if self.context.registry.get(&plan.id).is_none() {
-                self.context.registry.update(plan);
+            if self.registry.get(&plan.id).is_none() {
+                self.registry.update(plan);
             }
         }
         plans
@@ -116,35 +156,33 @@ impl TeamService {
     /// Runs `plan` in the background (resuming it if it was persisted before).
     pub fn start(self: &Arc<Self>, plan: Plan) -> Result<(), String> {
         let lock = self
-            .context
             .store
             .lock_plan(&plan.id)
             .map_err(|e| format!("cannot lock plan {}: {e}", plan.id))?
             .ok_or_else(|| format!("plan {} is being run by another pitcrew process", plan.id))?;
         let (commands, receiver) = mpsc::channel(32);
         self.lock_running().insert(plan.id.clone(), commands);
-        self.context.registry.update(&plan);
+        self.registry.update(&plan);
         let service = self.clone();
-        let context = self.context.clone();
+        let context = self.context();
         tokio::spawn(async move {
             let id = plan.id.clone();
             let finished = orchestrator::run(context, plan, receiver).await;
             drop(lock);
-            service.context.registry.update(&finished);
+            service.registry.update(&finished);
             service.lock_running().remove(&id);
         });
         Ok(())
     }
 
     /// Sends a command to a running plan; a finished plan is resumed first for `Retry` and
-    /// `Answer`.
-    pub async fn command(self: &Arc<Self>, plan: &str, command: Command) -> Result<(), String> {
+    /// `Answer`. Never waits: a plan too busy to take the command says so.
+    pub fn command(self: &Arc<Self>, plan: &str, command: Command) -> Result<(), String> {
         let sender = self.lock_running().get(plan).cloned();
         let sender = match sender {
             Some(sender) => sender,
             None => {
                 let stored = self
-                    .context
                     .registry
                     .get(plan)
                     .ok_or_else(|| format!("no plan {plan}"))?;
@@ -162,10 +200,17 @@ impl TeamService {
                 }
             }
         };
-        sender
-            .send(command)
-            .await
-            .map_err(|_| format!("plan {plan} has just finished"))
+        sender.try_send(command).map_err(|err| match err {
+            mpsc::error::TrySendError::Full(_) => {
+                format!("plan {plan} is busy with earlier commands; try again in a moment")
+            }
+            mpsc::error::TrySendError::Closed(_) => format!("plan {plan} has just finished"),
+        })
+    }
+
+    /// The plans running now.
+    pub fn running_plans(&self) -> std::collections::HashSet<String> {
+        self.lock_running().keys().cloned().collect()
     }
 
     pub fn is_running(&self, plan: &str) -> bool {
@@ -173,15 +218,15 @@ impl TeamService {
     }
 
     pub fn plan(&self, id: &str) -> Option<Plan> {
-        self.context.registry.get(id)
+        self.registry.get(id)
     }
 
     pub fn latest_plan(&self) -> Option<Plan> {
-        self.context.registry.latest()
+        self.registry.latest()
     }
 
     pub fn plans(&self) -> Vec<Plan> {
-        self.context.registry.all()
+        self.registry.all()
     }
 
     /// Finds a task by `<plan>/<task>` or by a task id unique among plans.
@@ -222,7 +267,7 @@ impl TeamService {
     /// Records that a plan was applied to the user's files (blocking write: call off the
     /// async workers).
     pub fn mark_applied(&self, plan_id: &str, tasks: &[String], how: &str) {
-        let Some(mut plan) = self.context.registry.get(plan_id) else {
+        let Some(mut plan) = self.registry.get(plan_id) else {
             return;
         };
         for task in &mut plan.tasks {
@@ -245,7 +290,7 @@ impl TeamService {
 
     /// Records that the user discarded a plan (blocking: call off the async workers).
     pub fn mark_discarded(&self, plan_id: &str) {
-        let Some(mut plan) = self.context.registry.get(plan_id) else {
+        let Some(mut plan) = self.registry.get(plan_id) else {
             return;
         };
         for task in &mut plan.tasks {
@@ -259,13 +304,15 @@ impl TeamService {
         self.save(&plan, JournalEntry::new(plan_id, "discarded"));
     }
 
-    fn save(&self, plan: &Plan, entry: JournalEntry) {
-        self.context.registry.update(plan);
-        if let Err(err) = self.context.store.save_plan(plan) {
+    /// Records a change made outside an orchestrator (blocking write: call off the async
+    /// workers).
+    pub fn save(&self, plan: &Plan, entry: JournalEntry) {
+        self.registry.update(plan);
+        if let Err(err) = self.store.save_plan(plan) {
             tracing::error!("cannot save plan {}: {err}", plan.id);
         }
-        self.context.store.journal(&entry);
-        let _ = self.context.events.send(Event::PlanChanged {
+        self.store.journal(&entry);
+        let _ = self.events.send(Event::PlanChanged {
             plan: plan.id.clone(),
             status: plan.status,
         });

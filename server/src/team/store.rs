@@ -116,11 +116,18 @@ impl Store {
         self.dir.join("PLAN.md")
     }
 
-    /// Writes a plan atomically, and `PLAN.md` with it.
+    /// The readable rendering of plan `id`.
+    pub fn plan_markdown_path_of(&self, id: &str) -> PathBuf {
+        self.dir.join("plans").join(format!("{id}.md"))
+    }
+
+    /// Writes a plan atomically, and its rendering (`plans/<id>.md` and `PLAN.md`) with it.
     pub fn save_plan(&self, plan: &Plan) -> std::io::Result<()> {
         let json = serde_json::to_vec_pretty(plan).map_err(std::io::Error::other)?;
         write_atomically(&self.plan_path(&plan.id), &json)?;
-        write_atomically(&self.plan_markdown_path(), render_markdown(plan).as_bytes())
+        let markdown = render_markdown(plan);
+        write_atomically(&self.plan_markdown_path_of(&plan.id), markdown.as_bytes())?;
+        write_atomically(&self.plan_markdown_path(), markdown.as_bytes())
     }
 
     pub fn load_plan(&self, id: &str) -> std::io::Result<Plan> {

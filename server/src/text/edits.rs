@@ -61,6 +61,38 @@ pub fn line_edits(old: &str, new: &str) -> Vec<(Range<usize>, String)> {
     edits
 }
 
+/// Where zero-based line `line` of `from` is in `to`: exactly, when the line is unchanged
+/// between them; otherwise the start of the region that replaced it.
+pub fn map_line(from: &str, to: &str, line: usize) -> usize {
+    if from == to {
+        return line;
+    }
+    let diff = TextDiff::configure()
+        .algorithm(Algorithm::Myers)
+        .diff_lines(from, to);
+    let (mut old_at, mut new_at) = (0, 0);
+    for op in diff.ops() {
+        let (old_len, new_len) = match *op {
+            DiffOp::Equal { len, .. } => (len, len),
+            DiffOp::Delete { old_len, .. } => (old_len, 0),
+            DiffOp::Insert { new_len, .. } => (0, new_len),
+            DiffOp::Replace {
+                old_len, new_len, ..
+            } => (old_len, new_len),
+        };
+        if line < old_at + old_len {
+            return match op {
+                DiffOp::Equal { .. } => new_at + (line - old_at),
+                _ => new_at,
+            };
+        }
+        old_at += old_len;
+        new_at += new_len;
+    }
+    // Past the end of `from`: past the end of `to` by as much.
+    new_at + line.saturating_sub(old_at)
+}
+
 /// Applies edits from `line_edits` to `old`.
 pub fn apply(old: &str, edits: &[(Range<usize>, String)]) -> String {
     let chars: Vec<char> = old.chars().collect();
@@ -91,6 +123,21 @@ mod tests {
         );
         assert_eq!(apply(old, &edits), new);
         assert!(line_edits(old, old).is_empty());
+    }
+
+    #[test]
+    fn lines_are_found_across_versions() {
+        let from = "a\nb\nc\nd\n";
+        let to = "new\na\nb\nC\nd\n";
+        assert_eq!(map_line(from, to, 0), 1);
+        assert_eq!(map_line(from, to, 1), 2);
+        assert_eq!(
+            map_line(from, to, 2),
+            3,
+            "a changed line: where its replacement is"
+        );
+        assert_eq!(map_line(from, to, 3), 4);
+        assert_eq!(map_line(from, from, 2), 2);
     }
 
     proptest! {
