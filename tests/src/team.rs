@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::client::{ResponseError, TestServer, TestServerBuilder};
 use crate::fake::FakeModelProcess;
 use crate::pitcrew_bin;
 use crate::repo::TestRepo;
@@ -174,6 +175,79 @@ impl TeamScenario {
 
     pub fn path(&self) -> &Path {
         self.repo.path()
+    }
+
+    /// A `pitcrew lsp` rooted in the repository, as an editor opening it would start it.
+    pub fn lsp(&self) -> TestServerBuilder {
+        TestServerBuilder::default()
+            .root(self.repo.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env(
+                "GIT_CONFIG_GLOBAL",
+                &self.home.path().join("gitconfig").to_string_lossy(),
+            )
+    }
+}
+
+impl TestServer {
+    /// Waits until the team is up (the configuration loaded and the repository opened).
+    pub fn wait_for_team(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.request("pitcrew/plans", Value::Null) {
+                Ok(_) => return,
+                Err(err) if err.message.contains("starting") && Instant::now() < deadline => {
+                    self.pump_for(Duration::from_millis(50));
+                }
+                Err(err) => panic!("the team did not start: {}", err.message),
+            }
+        }
+    }
+
+    /// Runs a `pitcrew.*` command.
+    pub fn command(&mut self, command: &str, arguments: Value) -> Result<Value, ResponseError> {
+        self.request(
+            "workspace/executeCommand",
+            json!({"command": command, "arguments": [arguments]}),
+        )
+    }
+
+    /// Waits for `pitcrew/planChanged` to report `plan` in `status`, and returns the plan.
+    pub fn wait_for_plan(&mut self, plan: &str, status: &str) -> Value {
+        self.wait_for_notification("pitcrew/planChanged", |p| {
+            p["planId"] == plan && p["status"] == status
+        })["plan"]
+            .clone()
+    }
+
+    /// The diagnostics last published for `uri`.
+    pub fn diagnostics(&mut self, uri: &str) -> Vec<Value> {
+        self.notifications("textDocument/publishDiagnostics")
+            .into_iter()
+            .rev()
+            .find(|p| p["uri"] == uri)
+            .and_then(|p| p["diagnostics"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the diagnostics published for `uri` satisfy `matches`.
+    pub fn wait_for_diagnostics(
+        &mut self,
+        uri: &str,
+        matches: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let latest = self.diagnostics(uri);
+            if matches(&latest) {
+                return latest;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "diagnostics of {uri} never matched; last: {latest:#?}"
+            );
+            self.pump_for(Duration::from_millis(50));
+        }
     }
 }
 

@@ -142,7 +142,7 @@ fn malformed_messages_get_json_rpc_errors() {
         .unwrap_err();
     assert_eq!(error.code, -32601);
 
-    // An unknown command, and a known one that is not available yet: clear errors.
+    // An unknown command, and a known one the workspace cannot serve: clear errors.
     let error = server
         .request(
             "workspace/executeCommand",
@@ -157,7 +157,9 @@ fn malformed_messages_get_json_rpc_errors() {
             json!({"command": "pitcrew.delegate", "arguments": []}),
         )
         .unwrap_err();
-    assert!(error.message.contains("not yet available"), "{error:?}");
+    assert_eq!(error.code, -32803, "{error:?}");
+    assert!(error.message.contains("not inside a git repository"), "{error:?}");
+    assert!(error.message.contains("git init"), "{error:?}");
 
     // Unknown notifications are ignored without an answer.
     server.notify("$/somethingNew", json!({}));

@@ -2,9 +2,9 @@
 
 use tower_lsp_server::ls_types::{
     CodeActionKind, CodeActionOptions, CodeActionProviderCapability, ExecuteCommandOptions,
-    PositionEncodingKind, SaveOptions, ServerCapabilities, TextDocumentSyncCapability,
-    TextDocumentSyncKind, TextDocumentSyncOptions, TextDocumentSyncSaveOptions,
-    WorkDoneProgressOptions,
+    HoverProviderCapability, PositionEncodingKind, SaveOptions, ServerCapabilities,
+    TextDocumentSyncCapability, TextDocumentSyncKind, TextDocumentSyncOptions,
+    TextDocumentSyncSaveOptions, WorkDoneProgressOptions,
 };
 
 use super::ext::commands;
@@ -31,6 +31,15 @@ pub fn server_capabilities(encoding: PositionEncoding) -> ServerCapabilities {
             ]),
             resolve_provider: Some(true),
             work_done_progress_options: WorkDoneProgressOptions::default(),
+        })),
+        hover_provider: Some(HoverProviderCapability::Simple(true)),
+        experimental: Some(serde_json::json!({
+            "pitcrew": {
+                "version": 1,
+                "planView": true,
+                "requests": [super::ext::PLAN, super::ext::PLANS, super::ext::TASK],
+                "notifications": [super::ext::PLAN_CHANGED],
+            }
         })),
         execute_command_provider: Some(ExecuteCommandOptions {
             commands: commands::ALL.iter().map(|c| c.to_string()).collect(),

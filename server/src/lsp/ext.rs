@@ -15,8 +15,12 @@ pub mod commands {
     pub const RETRY: &str = "pitcrew.retry";
     pub const SHOW_PLAN: &str = "pitcrew.showPlan";
     pub const DISMISS_FINDING: &str = "pitcrew.dismissFinding";
+    /// Sends a reviewer's finding to an implementer as a new task.
+    pub const SEND_BACK: &str = "pitcrew.sendBack";
+    /// Answers a plan's pending question (for plan views; `showMessageRequest` asks too).
+    pub const ANSWER: &str = "pitcrew.answer";
 
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 11] = [
         DELEGATE,
         REVIEW,
         PLAN,
@@ -26,7 +30,185 @@ pub mod commands {
         RETRY,
         SHOW_PLAN,
         DISMISS_FINDING,
+        SEND_BACK,
+        ANSWER,
     ];
+}
+
+/// `pitcrew/plan`: a plan's state, for plan views.
+pub const PLAN: &str = "pitcrew/plan";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanParams {
+    /// The plan; the most recent one when absent.
+    pub plan_id: Option<String>,
+}
+
+/// A plan as plan views show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanSnapshot {
+    pub plan_id: String,
+    pub goal: String,
+    /// `planning`, `running`, `testing`, `ready`, `applied`, `failed`, `cancelled`, `escalated`.
+    pub status: String,
+    pub integration_branch: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub tokens: u64,
+    pub cost_usd: f64,
+    pub outcome: Option<String>,
+    /// Whether this server is running it now (a plan can be unfinished and not running, when
+    /// it was interrupted; `pitcrew.retry` resumes it).
+    pub running: bool,
+    /// The question waiting for the user, if any.
+    pub question: Option<Question>,
+    pub tasks: Vec<TaskSummary>,
+}
+
+/// A question for the user; answer with `pitcrew.answer`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Question {
+    pub escalation_id: String,
+    /// `<plan>/<task>` when the question is about a task.
+    pub task_id: Option<String>,
+    pub text: String,
+    pub choices: Vec<QuestionChoice>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuestionChoice {
+    /// `retry`, `send_back`, `continue`, `abort`.
+    pub id: String,
+    pub label: String,
+}
+
+/// `pitcrew/plans`: every plan this workspace has, most recent first.
+pub const PLANS: &str = "pitcrew/plans";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlansResult {
+    pub plans: Vec<PlanSnapshot>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSummary {
+    /// `<plan>/<task>`, the id commands take.
+    pub task_id: String,
+    pub title: String,
+    /// `pending`, `running`, `reviewing`, `changes_requested`, `approved`, `ready`,
+    /// `integrating`, `applied`, `failed`, `cancelled`, `escalated`.
+    pub status: String,
+    /// The role at work on it, if any.
+    pub role: Option<String>,
+    pub kind: String,
+    pub depends_on: Vec<String>,
+    pub branch: Option<String>,
+    pub round: u32,
+    pub findings: usize,
+    pub tokens: u64,
+    pub cost_usd: f64,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub error: Option<String>,
+}
+
+/// `pitcrew/task`: one task in detail.
+pub const TASK: &str = "pitcrew/task";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskParams {
+    pub task_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskDetail {
+    #[serde(flatten)]
+    pub summary: TaskSummary,
+    pub plan_id: String,
+    pub instructions: String,
+    pub handoff: Option<String>,
+    pub verdict: Option<String>,
+    /// The unified diff of its result, as last reviewed.
+    pub diff: Option<String>,
+    pub findings: Vec<serde_json::Value>,
+    pub checks: Vec<serde_json::Value>,
+    /// What its agents did, most recent last.
+    pub transcript_summary: Vec<String>,
+}
+
+/// `pitcrew/planChanged`, server to client: a plan changed (at most ten a second).
+pub const PLAN_CHANGED: &str = "pitcrew/planChanged";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanChangedParams {
+    pub plan_id: String,
+    pub status: String,
+    /// The plan as `pitcrew/plan` would return it now.
+    pub plan: PlanSnapshot,
+}
+
+pub enum PlanChanged {}
+
+impl tower_lsp_server::ls_types::notification::Notification for PlanChanged {
+    type Params = PlanChangedParams;
+    const METHOD: &'static str = PLAN_CHANGED;
+}
+
+/// `window/workDoneProgress/cancel`, client to server (not in tower-lsp-server's trait).
+pub const PROGRESS_CANCEL: &str = "window/workDoneProgress/cancel";
+
+/// Arguments of `pitcrew.delegate`, `pitcrew.review` and `pitcrew.plan`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SelectionArgs {
+    pub uri: Option<String>,
+    pub range: Option<tower_lsp_server::ls_types::Range>,
+    pub instruction: Option<String>,
+    /// `implement`, `fix`, `tests`, `document`, `simplify`.
+    pub preset: Option<String>,
+    /// `pitcrew.plan`: the goal.
+    pub goal: Option<String>,
+    /// Preset `fix`: the messages of the diagnostics to fix (the server cannot see the
+    /// client's other diagnostics).
+    pub diagnostics: Option<Vec<String>>,
+}
+
+/// Arguments of the commands that act on a task or a plan.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetArgs {
+    pub task_id: Option<String>,
+    pub plan_id: Option<String>,
+    pub finding_id: Option<String>,
+}
+
+/// Arguments of `pitcrew.answer`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnswerArgs {
+    pub plan_id: String,
+    pub escalation_id: String,
+    /// A choice id from the question.
+    pub choice: String,
+}
+
+/// What `pitcrew.delegate`, `pitcrew.review`, `pitcrew.plan` and `pitcrew.sendBack` return at
+/// once; the work goes on in the background.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Started {
+    pub plan_id: String,
+    /// `<plan>/<task>`; absent for `pitcrew.plan` (the planner makes the tasks).
+    pub task_id: Option<String>,
 }
 
 /// `pitcrew/debug/documentText`: the server's copy of an open document, to check that it

@@ -4,11 +4,14 @@
 
 mod capabilities;
 pub mod ext;
+mod findings;
 mod from_proto;
 mod handlers;
 mod notify;
 mod server;
 mod state;
+mod team;
+mod to_proto;
 pub mod transport;
 
 pub use server::serve_stdio;

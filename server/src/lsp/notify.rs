@@ -15,11 +15,15 @@ pub fn reload_config(
     client: Client,
     editor_settings: Option<Option<Value>>,
 ) {
+    let state_for_team = state.clone();
     tokio::spawn(async move {
         let outcome =
             tokio::task::spawn_blocking(move || state.reload_config(editor_settings)).await;
         match outcome {
-            Ok(Reload::Applied) => tracing::info!("configuration loaded"),
+            Ok(Reload::Applied) => {
+                tracing::info!("configuration loaded");
+                super::team::configure(state_for_team, client).await;
+            }
             Ok(Reload::Rejected(errors)) => {
                 let details: Vec<String> = errors.iter().map(ToString::to_string).collect();
                 for line in &details {
@@ -31,7 +35,11 @@ pub fn reload_config(
                     if details.len() == 1 { "" } else { "s" },
                     details.join("\n")
                 );
-                client.show_message(MessageType::ERROR, message).await;
+                client
+                    .show_message(MessageType::ERROR, message.clone())
+                    .await;
+                // The team still starts, on the last good (or default) configuration.
+                super::team::configure(state_for_team, client).await;
             }
             Err(err) => tracing::error!("configuration reload failed: {err}"),
         }

@@ -6,12 +6,15 @@ use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::ls_types::{
     CodeAction, CodeActionParams, CodeActionResponse, DidChangeConfigurationParams,
     DidChangeTextDocumentParams, DidChangeWatchedFilesParams, DidCloseTextDocumentParams,
-    DidOpenTextDocumentParams, DidSaveTextDocumentParams, ExecuteCommandParams, InitializeParams,
-    InitializeResult, InitializedParams, LSPAny,
+    DidOpenTextDocumentParams, DidSaveTextDocumentParams, ExecuteCommandParams, Hover, HoverParams,
+    InitializeParams, InitializeResult, InitializedParams, LSPAny, WorkDoneProgressCancelParams,
 };
 use tower_lsp_server::{Client, LanguageServer, LspService};
 
-use super::ext::{self, ConfigResult, DocumentTextParams, DocumentTextResult};
+use super::ext::{
+    self, ConfigResult, DocumentTextParams, DocumentTextResult, PlanParams, PlanSnapshot,
+    PlansResult, TaskDetail, TaskParams,
+};
 use super::handlers;
 use super::state::GlobalState;
 use super::transport;
@@ -32,6 +35,22 @@ impl Server {
 
     async fn config(&self) -> Result<ConfigResult> {
         handlers::config::handle(&self.state)
+    }
+
+    async fn plan(&self, params: PlanParams) -> Result<PlanSnapshot> {
+        handlers::plan::handle(&self.state, params)
+    }
+
+    async fn plans(&self) -> Result<PlansResult> {
+        handlers::plan::all(&self.state)
+    }
+
+    async fn task(&self, params: TaskParams) -> Result<TaskDetail> {
+        handlers::task::handle(&self.state, params)
+    }
+
+    async fn progress_cancel(&self, params: WorkDoneProgressCancelParams) {
+        handlers::progress_cancel::handle(&self.state, params);
     }
 }
 
@@ -79,11 +98,15 @@ impl LanguageServer for Server {
     }
 
     async fn code_action_resolve(&self, action: CodeAction) -> Result<CodeAction> {
-        handlers::code_action_resolve::handle(action)
+        handlers::code_action_resolve::handle(&self.state, action)
     }
 
     async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<LSPAny>> {
-        handlers::execute_command::handle(params)
+        handlers::execute_command::handle(&self.state, &self.client, params)
+    }
+
+    async fn hover(&self, params: HoverParams) -> Result<Option<Hover>> {
+        handlers::hover::handle(&self.state, params)
     }
 }
 
@@ -92,10 +115,17 @@ impl LanguageServer for Server {
 pub async fn serve_stdio() -> i32 {
     let state = Arc::new(GlobalState::default());
     let service_state = state.clone();
-    let (service, socket) = LspService::build(move |client| Server::new(client, service_state))
-        .custom_method(ext::DOCUMENT_TEXT, Server::document_text)
-        .custom_method(ext::CONFIG, Server::config)
-        .finish();
+    let (service, socket) = LspService::build(move |client| {
+        service_state.set_client(client.clone());
+        Server::new(client, service_state)
+    })
+    .custom_method(ext::DOCUMENT_TEXT, Server::document_text)
+    .custom_method(ext::CONFIG, Server::config)
+    .custom_method(ext::PLAN, Server::plan)
+    .custom_method(ext::PLANS, Server::plans)
+    .custom_method(ext::TASK, Server::task)
+    .custom_method(ext::PROGRESS_CANCEL, Server::progress_cancel)
+    .finish();
     transport::guarded(tokio::io::stdin(), tokio::io::stdout(), |input, output| {
         tower_lsp_server::Server::new(input, output, socket).serve(service)
     })

@@ -1,15 +1,19 @@
 //! The server's state, shared by every handler.
 //!
-//! Locks here are `std::sync::Mutex`es held only for synchronous work: no handler holds one
-//! across an `.await`.
+//! Locks here are `std::sync::Mutex`es held only for synchronous work: nothing holds one across
+//! an `.await`. When two are needed, they are taken in this order: documents, findings, then
+//! any other.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use serde_json::Value;
+use tower_lsp_server::Client;
 use tower_lsp_server::ls_types::ClientCapabilities;
 
+use super::findings::FindingStore;
+use super::team::TeamState;
 use crate::config::{self, Config, ConfigError, ConfigPaths, SourceReport};
 use crate::text::{DocumentStore, PositionEncoding};
 
@@ -35,13 +39,18 @@ pub struct ConfigState {
     pub errors: Vec<ConfigError>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct GlobalState {
     /// Every open document, exactly as the client has it.
     documents: Mutex<DocumentStore>,
+    /// Findings and provenance anchored in those documents.
+    findings: Mutex<FindingStore>,
     session: OnceLock<Session>,
     config: Mutex<ConfigState>,
     shutdown_requested: AtomicBool,
+    client: OnceLock<Client>,
+    /// The team, once the workspace's repository and configuration allow it.
+    pub team: TeamState,
 }
 
 /// The outcome of a configuration reload.
@@ -59,6 +68,22 @@ impl GlobalState {
         self.documents
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The findings store. Take the documents lock first when both are needed.
+    pub fn findings(&self) -> MutexGuard<'_, FindingStore> {
+        self.findings
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn set_client(&self, client: Client) {
+        let _ = self.client.set(client);
+    }
+
+    /// The connection to the client, for background work.
+    pub fn client(&self) -> Option<&Client> {
+        self.client.get()
     }
 
     pub fn set_session(&self, session: Session) -> bool {

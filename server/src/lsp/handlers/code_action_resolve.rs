@@ -1,11 +1,11 @@
-//! `codeAction/resolve`: fill in a lazily offered action.
+//! `codeAction/resolve`: fill in a lazily offered action's command or edit.
 
-use tower_lsp_server::jsonrpc::{Error, Result};
+use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::ls_types::CodeAction;
 
-pub fn handle(action: CodeAction) -> Result<CodeAction> {
-    Err(Error::invalid_params(format!(
-        "pitcrew offered no action called {:?}",
-        action.title
-    )))
+use crate::lsp::state::GlobalState;
+use crate::lsp::team::actions;
+
+pub fn handle(state: &GlobalState, action: CodeAction) -> Result<CodeAction> {
+    actions::resolve(state, action)
 }

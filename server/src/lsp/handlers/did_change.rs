@@ -1,4 +1,5 @@
-//! `textDocument/didChange`: apply incremental changes, in order.
+//! `textDocument/didChange`: apply incremental changes, in order, and move what is anchored to
+//! the text (findings, provenance) with them.
 //!
 //! tower-lsp-server may run handlers concurrently, but it first polls them in the order the
 //! messages arrived. This handler does all its work synchronously, under the document lock,
@@ -18,10 +19,22 @@ pub fn handle(state: &GlobalState, params: DidChangeTextDocumentParams) {
         .map(from_proto::content_change)
         .collect();
     let encoding = state.encoding();
-    let result = state
-        .documents()
-        .change(uri.as_str(), &changes, version, encoding);
-    if let Err(err) = result {
-        tracing::warn!("ignored a change: {err}");
+    let mut documents = state.documents();
+    let applied = match documents.change(uri.as_str(), &changes, version, encoding) {
+        Ok(applied) => applied,
+        Err(err) => {
+            tracing::warn!("ignored a change: {err}");
+            return;
+        }
+    };
+    let moved = match documents.get(uri.as_str()) {
+        Some(document) => state
+            .findings()
+            .shift(uri.as_str(), &applied, document.text()),
+        None => false,
+    };
+    drop(documents);
+    if moved {
+        state.team.republish(uri.as_str());
     }
 }

@@ -1,0 +1,327 @@
+//! The team behind the editor: started for the workspace's git repository once the
+//! configuration loads, and the glue between it and LSP. Editor requests become plans and
+//! commands (`commands`, `actions`); the team's events become diagnostics, progress, questions
+//! and plan notifications (`bridge`); results come back as workspace edits (`apply`).
+
+pub mod actions;
+pub mod apply;
+mod bridge;
+pub mod commands;
+mod placement;
+pub mod publish;
+pub mod views;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use tokio::sync::broadcast;
+use tower_lsp_server::Client;
+use tower_lsp_server::ls_types::{MessageType, Uri};
+
+use super::state::GlobalState;
+use crate::config::Config;
+use crate::git::{self, GitRepo};
+use crate::model::Models;
+use crate::team::{Store, TeamContext, TeamService};
+use crate::text::DocumentStore;
+
+/// The team of one workspace.
+pub struct Team {
+    pub service: Arc<TeamService>,
+    pub repo: GitRepo,
+    /// Files touched by each task's diff, by (plan, task), with the diff's length when read.
+    touched: Mutex<TouchedCache>,
+}
+
+/// By (plan, task): the length of the diff read, and the files it touches.
+type TouchedCache = HashMap<(String, String), (usize, Vec<String>)>;
+
+impl Team {
+    /// The repository's working tree (the workspace folder may be below it).
+    pub fn workdir(&self) -> &Path {
+        self.repo.workdir()
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        self.service.store()
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.service.context().config
+    }
+
+    /// The repository-relative path of a `file:` URI inside the working tree.
+    pub fn path_of(&self, uri: &str) -> Option<String> {
+        let uri: Uri = uri.parse().ok()?;
+        let path = super::from_proto::file_path(&uri)?;
+        git::relative_path(self.workdir(), &path)
+    }
+
+    /// The URI for `path`: the one the client uses if the document is open, else a `file:` URI.
+    pub fn uri_of(&self, documents: &DocumentStore, path: &str) -> Option<String> {
+        let full = git::apply::safe_join(self.workdir(), path)?;
+        let open = documents.iter().find(|(uri, _)| {
+            uri.parse::<Uri>()
+                .ok()
+                .and_then(|u| super::from_proto::file_path(&u))
+                .is_some_and(|p| p == full)
+        });
+        match open {
+            Some((uri, _)) => Some(uri.to_owned()),
+            None => Uri::from_file_path(&full).map(|u| u.as_str().to_owned()),
+        }
+    }
+
+    /// The files a task's reviewed diff touches (cached while the diff stays the same).
+    pub fn touched_files(&self, plan: &str, task: &str, diff: &str) -> Vec<String> {
+        let key = (plan.to_owned(), task.to_owned());
+        let mut cache = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((len, files)) = cache.get(&key)
+            && *len == diff.len()
+        {
+            return files.clone();
+        }
+        let files = diff_paths(diff);
+        cache.insert(key, (diff.len(), files.clone()));
+        files
+    }
+
+    /// Where dismissed findings are remembered.
+    fn dismissed_path(&self) -> PathBuf {
+        self.store().dir().join("dismissed-findings")
+    }
+
+    /// Remembers a dismissal across restarts (blocking: call off the async workers).
+    pub fn remember_dismissed(&self, key: &str) {
+        use std::io::Write;
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dismissed_path())
+            .and_then(|mut file| writeln!(file, "{key}"));
+        if let Err(err) = written {
+            tracing::warn!("cannot remember the dismissal of {key}: {err}");
+        }
+    }
+
+    fn dismissed(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dismissed_path())
+            .map(|text| text.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The paths a unified diff changes (`diff --git a/X b/Y` headers; both sides).
+pub fn diff_paths(diff: &str) -> Vec<String> {
+    let mut paths: Vec<String> = Vec::new();
+    for line in diff.lines() {
+        let Some(rest) = line.strip_prefix("diff --git a/") else {
+            continue;
+        };
+        // `a/X b/Y`: split at the last " b/" (paths with " b/" in them are rare enough).
+        let (old, new) = match rest.rfind(" b/") {
+            Some(at) => (&rest[..at], &rest[at + 3..]),
+            None => (rest, rest),
+        };
+        for path in [old, new] {
+            if !paths.iter().any(|p| p == path) {
+                paths.push(path.to_owned());
+            }
+        }
+    }
+    paths
+}
+
+#[derive(Default)]
+enum Slot {
+    #[default]
+    Starting,
+    Ready(Arc<Team>),
+    Unavailable(String),
+}
+
+/// The team's place in the server's state.
+#[derive(Default)]
+pub struct TeamState {
+    slot: Mutex<Slot>,
+    /// Progress tokens of running agents: token → (plan, task).
+    progress: Mutex<HashMap<String, (String, String)>>,
+    publisher: OnceLock<publish::Publisher>,
+}
+
+impl TeamState {
+    /// The team, or why there is none (for the user).
+    pub fn get(&self) -> Result<Arc<Team>, String> {
+        match &*self.lock_slot() {
+            Slot::Ready(team) => Ok(team.clone()),
+            Slot::Starting => Err(
+                "pitcrew is still starting (loading the configuration); try again in a moment"
+                    .into(),
+            ),
+            Slot::Unavailable(reason) => Err(reason.clone()),
+        }
+    }
+
+    fn lock_slot(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn progress(&self) -> MutexGuard<'_, HashMap<String, (String, String)>> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks for the diagnostics of `uri` to be sent again (coalesced, in order).
+    pub fn republish(&self, uri: impl Into<String>) {
+        if let Some(publisher) = self.publisher.get() {
+            publisher.publish(uri.into());
+        }
+    }
+}
+
+/// Starts the team for the workspace, or gives running plans' successors the new
+/// configuration. Called after every configuration load that succeeded.
+pub async fn configure(state: Arc<GlobalState>, client: Client) {
+    let config = state.config_state().current.clone();
+    state
+        .team
+        .publisher
+        .get_or_init(|| publish::Publisher::start(Arc::downgrade(&state), client.clone()));
+    let existing = match &*state.team.lock_slot() {
+        Slot::Ready(team) => Some(team.clone()),
+        _ => None,
+    };
+    if let Some(team) = existing {
+        match Models::from_config(&config) {
+            Ok(models) => team.service.reconfigure(config, Arc::new(models)),
+            Err(err) => {
+                client
+                    .show_message(
+                        MessageType::ERROR,
+                        format!("pitcrew: the models cannot be set up: {err}"),
+                    )
+                    .await;
+            }
+        }
+        return;
+    }
+    let root = state.session().and_then(|s| s.root.clone());
+    let opened = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || open(root.as_deref(), &config)
+    })
+    .await
+    .unwrap_or_else(|err| Err(format!("pitcrew could not start the team: {err}")));
+    let (repo, store, models) = match opened {
+        Ok(opened) => opened,
+        Err(reason) => {
+            tracing::warn!("the team is not available: {reason}");
+            *state.team.lock_slot() = Slot::Unavailable(reason);
+            return;
+        }
+    };
+    let (events, _) = broadcast::channel(4096);
+    let context = TeamContext {
+        repo: repo.clone(),
+        store,
+        config,
+        models: Arc::new(models),
+        events,
+        registry: Default::default(),
+    };
+    let team = Arc::new(Team {
+        service: TeamService::new(context),
+        repo,
+        touched: Mutex::new(HashMap::new()),
+    });
+    // Listen before anything can happen.
+    bridge::start(state.clone(), client.clone(), team.clone());
+    let loaded = tokio::task::spawn_blocking({
+        let team = team.clone();
+        move || {
+            let plans = team.service.load_plans();
+            (plans, team.dismissed())
+        }
+    })
+    .await;
+    let (plans, dismissed) = loaded.unwrap_or_default();
+    state.findings().restore_dismissed(dismissed);
+    // Repair what a crash left, of plans no other process is running.
+    let store = team.store().clone();
+    let recovered = team
+        .repo
+        .run(move |r| {
+            git::worktree::recover_where(r, |plan| matches!(store.lock_plan(plan), Ok(Some(_))))
+        })
+        .await;
+    if let Err(err) = recovered {
+        tracing::warn!("recovery failed: {err}");
+    }
+    *state.team.lock_slot() = Slot::Ready(team.clone());
+    tracing::info!(
+        "the team is ready in {} ({} plans)",
+        team.workdir().display(),
+        plans.len()
+    );
+
+    // Place the findings of earlier plans, then resume the unfinished ones.
+    for plan in &plans {
+        if !plan.base.is_empty() && plan.status != crate::team::PlanStatus::Cancelled {
+            for task in &plan.tasks {
+                if !task.findings.is_empty() {
+                    let commit = if matches!(task.kind, crate::team::plan::TaskKind::Review { .. })
+                    {
+                        Some(plan.base.clone())
+                    } else {
+                        task.result.clone()
+                    };
+                    if let Some(commit) = commit {
+                        placement::place(
+                            &state,
+                            &team,
+                            &plan.id,
+                            &task.id,
+                            &commit,
+                            task.findings.clone(),
+                        )
+                        .await;
+                    }
+                }
+            }
+        }
+        if !plan.status.is_terminal() && !plan.base.is_empty() {
+            match team.service.start(plan.clone()) {
+                Ok(()) => tracing::info!("resumed plan {}", plan.id),
+                Err(err) => tracing::info!("not resuming plan {}: {err}", plan.id),
+            }
+        }
+    }
+}
+
+/// Finds the repository, its state directory and the models (blocking).
+fn open(root: Option<&Path>, config: &Config) -> Result<(GitRepo, Arc<Store>, Models), String> {
+    let root = root.ok_or_else(|| {
+        "pitcrew needs a workspace folder inside a git repository; open a folder".to_owned()
+    })?;
+    let repo = GitRepo::discover(root).map_err(|_| {
+        format!(
+            "{} is not inside a git repository; pitcrew's team works in one (run `git init`)",
+            root.display()
+        )
+    })?;
+    let store = Store::open(repo.state_dir())
+        .map_err(|e| format!("cannot open {}: {e}", repo.state_dir().display()))?;
+    let models = Models::from_config(config)?;
+    Ok((repo, Arc::new(store), models))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_of_a_diff() {
+        let diff = "diff --git a/src/a.rs b/src/a.rs\nindex 1..2\n--- a/src/a.rs\n+++ b/src/a.rs\n@@ -1 +1 @@\n-x\n+y\ndiff --git a/old.txt b/new.txt\nsimilarity index 90%\n";
+        assert_eq!(diff_paths(diff), ["src/a.rs", "old.txt", "new.txt"]);
+    }
+}

@@ -1,0 +1,722 @@
+//! The team behind the editor: `pitcrew lsp` driven by the test client, with the fake model,
+//! in throwaway repositories. Each scenario is what a user does in their editor and what they
+//! must see: code actions, diagnostics that follow the text, versioned edits, progress,
+//! questions and the plan.
+
+use std::time::{Duration, Instant};
+
+use pitcrew_tests::client::TestServer;
+use pitcrew_tests::team::TeamScenario;
+use pitcrew_tests::team::script::{calls, finish, with, write};
+use serde_json::{Value, json};
+
+const ORIGINAL: &str = "pub fn add(a: i32, b: i32) -> i32 {\n    todo!()\n}\n";
+/// What the user has in the editor, not saved: a comment that asks for the work.
+const UNSAVED: &str =
+    "// pitcrew: implement add\npub fn add(a: i32, b: i32) -> i32 {\n    todo!()\n}\n";
+/// What the implementer writes: documented, so its lines are not the buffer's lines.
+const RESULT: &str = "// pitcrew: implement add\n/// The sum of `a` and `b`.\n/// Overflow panics in debug builds.\npub fn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n";
+
+/// The implementer reads the file (it must see the unsaved text), writes the result, and the
+/// reviewer approves with a warning on the new line, with a suggested fix.
+fn implement_add(task: &str) -> Vec<Value> {
+    vec![
+        calls(
+            "implementer",
+            Some(task),
+            json!([{"name": "read_file", "arguments": {"path": "src/lib.rs"}}]),
+        ),
+        write(task, "src/lib.rs", RESULT),
+        finish(task, "implemented add"),
+        calls(
+            "reviewer",
+            Some(task),
+            json!([{"name": "submit_review", "arguments": {"verdict": "approve", "findings": [
+                {"path": "src/lib.rs", "line": 5, "severity": "warning",
+                 "message": "overflows on large inputs", "suggestion": "    a.wrapping_add(b)"}
+            ]}}]),
+        ),
+    ]
+}
+
+fn scenario(responses: Vec<Value>) -> TeamScenario {
+    TeamScenario::new(&[("src/lib.rs", ORIGINAL)], responses, "", "")
+}
+
+fn start(scenario: &TeamScenario) -> TestServer {
+    let mut server = scenario.lsp().start();
+    server.wait_for_team();
+    server
+}
+
+fn range(start: (u32, u32), end: (u32, u32)) -> Value {
+    json!({"start": {"line": start.0, "character": start.1}, "end": {"line": end.0, "character": end.1}})
+}
+
+fn code_actions(
+    server: &mut TestServer,
+    uri: &str,
+    range: Value,
+    diagnostics: Value,
+) -> Vec<Value> {
+    server
+        .request(
+            "textDocument/codeAction",
+            json!({"textDocument": {"uri": uri}, "range": range, "context": {"diagnostics": diagnostics}}),
+        )
+        .expect("code actions")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn titled<'a>(actions: &'a [Value], title: &str) -> &'a Value {
+    actions
+        .iter()
+        .find(|a| a["title"] == title)
+        .unwrap_or_else(|| {
+            let titles: Vec<&Value> = actions.iter().map(|a| &a["title"]).collect();
+            panic!("no action {title:?} in {titles:?}")
+        })
+}
+
+/// Resolves a lazily offered action and runs its command, as an editor does.
+fn run_action(server: &mut TestServer, action: &Value) -> Value {
+    assert!(
+        action.get("command").is_none() && action.get("edit").is_none(),
+        "offered lazily: {action:#}"
+    );
+    let resolved = server
+        .request("codeAction/resolve", action.clone())
+        .expect("resolve");
+    let command = &resolved["command"];
+    server
+        .request(
+            "workspace/executeCommand",
+            json!({"command": command["command"], "arguments": command["arguments"]}),
+        )
+        .expect("the command runs")
+}
+
+/// Opens the unsaved buffer and delegates through the `pitcrew:` comment's code action.
+fn delegate_from_comment(server: &mut TestServer, uri: &str) -> (String, String) {
+    server.open(uri, "rust", UNSAVED);
+    let actions = code_actions(server, uri, range((0, 0), (4, 0)), json!([]));
+    let started = run_action(server, titled(&actions, "Delegate: implement add"));
+    (
+        started["planId"].as_str().expect("a plan id").to_owned(),
+        started["taskId"].as_str().expect("a task id").to_owned(),
+    )
+}
+
+fn apply_edits(server: &mut TestServer) -> Vec<Value> {
+    server.server_requests("workspace/applyEdit")
+}
+
+#[test]
+fn a_delegated_selection_of_an_unsaved_buffer_comes_back_as_a_versioned_edit_that_keeps_the_users_typing()
+ {
+    let scenario = scenario(implement_add("delegated"));
+    let mut server = start(&scenario);
+    let uri = server.uri("src/lib.rs");
+    let (plan, task) = delegate_from_comment(&mut server, &uri);
+    assert_eq!(task, format!("{plan}/delegated"));
+
+    // It shows in the plan at once.
+    let snapshot = server
+        .request("pitcrew/plan", json!({"planId": plan}))
+        .expect("pitcrew/plan");
+    assert_eq!(snapshot["tasks"][0]["taskId"], task);
+
+    let ready = server.wait_for_plan(&plan, "ready");
+    assert_eq!(ready["tasks"][0]["status"], "ready");
+    assert_eq!(ready["tasks"][0]["findings"], 1);
+
+    // The implementer read what the user sees, unsaved comment included.
+    let reads = scenario.fake.requests_of("implementer", Some("delegated"));
+    let second = serde_json::to_string(&reads[1]["body"]).unwrap();
+    assert!(
+        second.contains("// pitcrew: implement add"),
+        "read_file returned the buffer's unsaved text: {second}"
+    );
+
+    // The reviewer's finding (line 5 of the result) is on the line it is about in the user's
+    // buffer, which does not have the result's two new lines: the `todo!()` it replaces.
+    let diagnostics = server.wait_for_diagnostics(&uri, |d| d.len() == 1);
+    let finding = &diagnostics[0];
+    assert_eq!(finding["range"]["start"]["line"], 2, "{finding:#}");
+    assert_eq!(finding["source"], "pitcrew");
+    assert_eq!(finding["severity"], 2);
+    assert_eq!(finding["code"], "review");
+    assert!(finding["message"].as_str().unwrap().contains("overflows"));
+    assert_eq!(finding["data"]["taskId"], task);
+    assert!(
+        finding["relatedInformation"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&task)
+    );
+
+    // Meanwhile the user typed below the function.
+    server.append(&uri, "// a note of the user's\n");
+    let typed = server.document(&uri).version;
+
+    // "Apply result of ..." is offered on this file; applying sends one versioned edit.
+    let actions = code_actions(&mut server, &uri, range((0, 0), (0, 0)), json!([]));
+    titled(&actions, "Apply result of implement add");
+    server
+        .command("pitcrew.apply", json!({"planId": plan}))
+        .expect("apply starts");
+    server.wait_for_plan(&plan, "applied");
+    let edits = apply_edits(&mut server);
+    assert_eq!(edits.len(), 1);
+    let change = &edits[0]["params"]["edit"]["documentChanges"][0];
+    assert_eq!(change["textDocument"]["uri"], uri);
+    assert_eq!(change["textDocument"]["version"], typed);
+    assert!(
+        edits[0]["params"]["label"]
+            .as_str()
+            .unwrap()
+            .contains("implement add")
+    );
+
+    // Both survive: the result and the keystrokes; the server agrees with the client.
+    let expected = format!("{RESULT}// a note of the user's\n");
+    assert_eq!(server.document(&uri).text, expected);
+    assert_eq!(server.server_text(&uri).1, expected);
+    // The file on disk was never written: the editor holds the change.
+    assert_eq!(scenario.repo.read("src/lib.rs"), ORIGINAL);
+
+    // Hovering a line the result wrote says what wrote it; the user's own lines say nothing.
+    let hover = |server: &mut TestServer, line: u32| {
+        server
+            .request(
+                "textDocument/hover",
+                json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": 6}}),
+            )
+            .expect("hover")
+    };
+    let written = hover(&mut server, 4);
+    let text = written["contents"]["value"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("pitcrew") && text.contains(&plan),
+        "{written:#}"
+    );
+    assert!(text.contains("tokens"), "{text}");
+    assert_eq!(hover(&mut server, 6), Value::Null, "the user's note");
+
+    // The finding now sits on the result's line in the buffer, and still follows the text.
+    server.wait_for_diagnostics(&uri, |d| {
+        d.len() == 1 && d[0]["range"]["start"]["line"] == 4
+    });
+    server.change(&uri, (0, 0), (0, 0), "// above\n");
+    server.wait_for_diagnostics(&uri, |d| {
+        d.len() == 1 && d[0]["range"]["start"]["line"] == 5
+    });
+}
+
+#[test]
+fn an_edit_that_conflicts_with_the_users_changes_is_reported_and_not_applied() {
+    let scenario = scenario(implement_add("delegated"));
+    let mut server = start(&scenario);
+    let uri = server.uri("src/lib.rs");
+    let (plan, _) = delegate_from_comment(&mut server, &uri);
+    server.wait_for_plan(&plan, "ready");
+
+    // The user rewrote the very line the implementer changed.
+    server.change(&uri, (2, 4), (2, 11), "unimplemented!()");
+    let before = server.document(&uri).text.clone();
+    server
+        .command("pitcrew.apply", json!({"planId": plan}))
+        .expect("apply starts");
+    let message = server.wait_for_notification("window/showMessage", |m| {
+        m["message"].as_str().unwrap_or("").contains("not applied")
+    });
+    let text = message["message"].as_str().unwrap();
+    assert!(
+        text.contains("src/lib.rs") && text.contains("line 3"),
+        "{text}"
+    );
+    assert!(text.contains("Nothing was changed"), "{text}");
+    assert!(apply_edits(&mut server).is_empty(), "no edit was sent");
+    assert_eq!(server.document(&uri).text, before);
+    let plan_now = server
+        .request("pitcrew/plan", json!({"planId": plan}))
+        .unwrap();
+    assert_eq!(plan_now["status"], "ready", "still there to apply later");
+}
+
+#[test]
+fn an_edit_refused_because_the_user_typed_is_computed_again_and_loses_nothing() {
+    let scenario = scenario(implement_add("delegated"));
+    let mut server = start(&scenario);
+    server
+        .behaviour_mut()
+        .never_answer
+        .insert("workspace/applyEdit".into());
+    let uri = server.uri("src/lib.rs");
+    let (plan, _) = delegate_from_comment(&mut server, &uri);
+    server.wait_for_plan(&plan, "ready");
+    server
+        .command("pitcrew.apply", json!({"planId": plan}))
+        .expect("apply starts");
+    server.wait_for_server_request("workspace/applyEdit");
+
+    // The user types while the edit is in flight; the editor refuses the stale edit.
+    server.change(&uri, (0, 0), (0, 0), "// typed while applying\n");
+    server.behaviour_mut().never_answer.clear();
+    server.answer_held(
+        "workspace/applyEdit",
+        json!({"applied": false, "failureReason": "the document changed"}),
+    );
+    server.wait_for_plan(&plan, "applied");
+    let edits = apply_edits(&mut server);
+    assert_eq!(edits.len(), 2, "computed again once");
+    assert_eq!(
+        edits[1]["params"]["edit"]["documentChanges"][0]["textDocument"]["version"],
+        2
+    );
+    assert_eq!(
+        server.document(&uri).text,
+        format!("// typed while applying\n{RESULT}")
+    );
+}
+
+#[test]
+fn every_agent_shows_progress_from_begin_to_end() {
+    let scenario = scenario(implement_add("delegated"));
+    let mut server = start(&scenario);
+    let uri = server.uri("src/lib.rs");
+    let (plan, _) = delegate_from_comment(&mut server, &uri);
+    server.wait_for_plan(&plan, "ready");
+    server.pump_for(Duration::from_millis(300));
+
+    let created: Vec<Value> = server
+        .server_requests("window/workDoneProgress/create")
+        .iter()
+        .map(|r| r["params"]["token"].clone())
+        .collect();
+    let progress = server.notifications("$/progress");
+    let mut titles = Vec::new();
+    for token in &created {
+        let steps: Vec<&Value> = progress
+            .iter()
+            .filter(|p| &p["token"] == token)
+            .map(|p| &p["value"])
+            .collect();
+        assert!(steps.len() >= 2, "{token}: {steps:?}");
+        assert_eq!(steps[0]["kind"], "begin", "{token}");
+        assert_eq!(steps.last().unwrap()["kind"], "end", "{token}");
+        assert_eq!(steps[0]["cancellable"], true);
+        titles.push(steps[0]["title"].as_str().unwrap().to_owned());
+    }
+    assert!(
+        titles
+            .iter()
+            .any(|t| t.contains("implementer") && t.contains("implement add")),
+        "{titles:?}"
+    );
+    assert!(titles.iter().any(|t| t.contains("reviewer")), "{titles:?}");
+    // Reports carry what the agent does and its spend.
+    assert!(
+        progress.iter().any(|p| p["value"]["kind"] == "report"
+            && p["value"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("tokens")),
+        "{progress:#?}"
+    );
+}
+
+#[test]
+fn cancelling_an_agents_progress_stops_its_task() {
+    let mut responses = implement_add("delegated");
+    // The implementer's first answer takes a long time.
+    responses[0] = with(responses[0].clone(), "latency_ms", json!(30_000));
+    let scenario = scenario(responses);
+    let mut server = start(&scenario);
+    let uri = server.uri("src/lib.rs");
+    let (plan, _) = delegate_from_comment(&mut server, &uri);
+    let begin = server.wait_for_notification("$/progress", |p| {
+        p["value"]["kind"] == "begin"
+            && p["value"]["title"]
+                .as_str()
+                .unwrap_or("")
+                .contains("implementer")
+    });
+    let token = begin["token"].clone();
+    let cancelled_at = Instant::now();
+    server.notify("window/workDoneProgress/cancel", json!({"token": token}));
+    let ended = server.wait_for_plan(&plan, "cancelled");
+    assert!(
+        cancelled_at.elapsed() < Duration::from_secs(10),
+        "stopped promptly"
+    );
+    assert_eq!(ended["tasks"][0]["status"], "cancelled");
+    server.wait_for_notification("$/progress", |p| {
+        p["token"] == token && p["value"]["kind"] == "end"
+    });
+}
+
+#[test]
+fn a_client_that_never_answers_apply_edit_cannot_wedge_the_server() {
+    let scenario = scenario(implement_add("delegated"));
+    let mut server = start(&scenario);
+    server
+        .behaviour_mut()
+        .never_answer
+        .insert("workspace/applyEdit".into());
+    let uri = server.uri("src/lib.rs");
+    let (plan, _) = delegate_from_comment(&mut server, &uri);
+    server.wait_for_plan(&plan, "ready");
+    server
+        .command("pitcrew.apply", json!({"planId": plan}))
+        .expect("apply starts");
+    server.wait_for_server_request("workspace/applyEdit");
+
+    // Everything else is still answered, promptly.
+    let started = Instant::now();
+    server.request("pitcrew/plans", Value::Null).expect("plans");
+    code_actions(&mut server, &uri, range((1, 0), (1, 0)), json!([]));
+    server
+        .request(
+            "pitcrew/task",
+            json!({"taskId": format!("{plan}/delegated")}),
+        )
+        .expect("task");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(server.shutdown(), 0, "shutdown answered and a clean exit");
+}
+
+#[test]
+fn review_findings_move_with_the_text_and_vanish_when_it_is_rewritten() {
+    let review = calls(
+        "reviewer",
+        Some("review"),
+        json!([{"name": "submit_review", "arguments": {"verdict": "request_changes", "findings": [
+            {"path": "src/shapes.rs", "line": 2, "severity": "error", "message": "panics on every call"},
+            {"path": "src/shapes.rs", "line": 3, "severity": "warning", "message": "returns nothing useful",
+             "suggestion": "fn c() -> u8 { 0 }"},
+            {"path": "src/shapes.rs", "line": 1, "severity": "info", "message": "a is fine but terse"}
+        ]}}]),
+    );
+    let scenario = TeamScenario::new(&[("src/shapes.rs", "fn a() {}\n")], vec![review], "", "");
+    let mut server = start(&scenario);
+    let uri = server.uri("src/shapes.rs");
+    // Unsaved code, reviewed as the user sees it.
+    server.open(&uri, "rust", "fn a() {}\nfn b() { panic!() }\nfn c() {}\n");
+    let actions = code_actions(&mut server, &uri, range((0, 0), (3, 0)), json!([]));
+    let started = run_action(&mut server, titled(&actions, "Review selection"));
+    let plan = started["planId"].as_str().unwrap().to_owned();
+    server.wait_for_plan(&plan, "ready");
+    let lines = |d: &[Value]| -> Vec<u64> {
+        let mut lines: Vec<u64> = d
+            .iter()
+            .map(|d| d["range"]["start"]["line"].as_u64().unwrap())
+            .collect();
+        lines.sort();
+        lines
+    };
+    let diagnostics = server.wait_for_diagnostics(&uri, |d| d.len() == 3);
+    assert_eq!(lines(&diagnostics), [0, 1, 2]);
+
+    // Dismissed: gone.
+    let terse = diagnostics
+        .iter()
+        .find(|d| d["message"] == "a is fine but terse")
+        .unwrap();
+    server
+        .command(
+            "pitcrew.dismissFinding",
+            json!({"findingId": terse["data"]["findingId"]}),
+        )
+        .expect("dismiss");
+    let diagnostics = server.wait_for_diagnostics(&uri, |d| d.len() == 2);
+    assert_eq!(lines(&diagnostics), [1, 2]);
+
+    // Two lines inserted above: both move down.
+    server.change(&uri, (0, 0), (0, 0), "// one\n// two\n");
+    let diagnostics = server.wait_for_diagnostics(&uri, |d| lines(d) == [3, 4]);
+
+    // The reviewer's fix, resolved lazily, rewrites its line: that finding goes.
+    let with_fix = diagnostics
+        .iter()
+        .find(|d| d["message"].as_str().unwrap().contains("returns nothing"))
+        .unwrap()
+        .clone();
+    let actions = code_actions(
+        &mut server,
+        &uri,
+        with_fix["range"].clone(),
+        json!([with_fix]),
+    );
+    titled(&actions, "Send back to an implementer");
+    titled(&actions, "Dismiss finding");
+    let fix = titled(&actions, "Apply reviewer's fix").clone();
+    assert_eq!(fix["kind"], "quickfix");
+    let resolved = server.request("codeAction/resolve", fix).expect("resolve");
+    let edit = &resolved["edit"]["documentChanges"][0];
+    assert_eq!(
+        edit["textDocument"]["version"],
+        server.document(&uri).version
+    );
+    let text_edit = &edit["edits"][0];
+    let at = |p: &Value| {
+        (
+            p["line"].as_u64().unwrap() as u32,
+            p["character"].as_u64().unwrap() as u32,
+        )
+    };
+    server.change(
+        &uri,
+        at(&text_edit["range"]["start"]),
+        at(&text_edit["range"]["end"]),
+        text_edit["newText"].as_str().unwrap(),
+    );
+    assert!(server.document(&uri).text.contains("fn c() -> u8 { 0 }\n"));
+    server.wait_for_diagnostics(&uri, |d| lines(d) == [3]);
+
+    // The panicking line rewritten by the user: its finding vanishes too.
+    server.change(&uri, (3, 9), (3, 17), "b_impl()");
+    server.wait_for_diagnostics(&uri, |d| d.is_empty());
+}
+
+#[test]
+fn show_plan_opens_plan_md_for_editors_without_a_plan_view() {
+    let scenario = scenario(implement_add("delegated"));
+    let mut server = start(&scenario);
+    let uri = server.uri("src/lib.rs");
+    let (plan, _) = delegate_from_comment(&mut server, &uri);
+    server.wait_for_plan(&plan, "ready");
+    let shown = server
+        .command("pitcrew.showPlan", json!({}))
+        .expect("showPlan");
+    let request = server.wait_for_server_request("window/showDocument");
+    assert_eq!(request["params"]["uri"], shown["uri"]);
+    let path = pitcrew_tests::uri_path(shown["uri"].as_str().unwrap());
+    assert!(path.ends_with(".git/pitcrew/PLAN.md"), "{}", path.display());
+    let markdown = std::fs::read_to_string(&path).unwrap();
+    assert!(markdown.contains(&plan) && markdown.contains("implement add"));
+    assert!(markdown.contains("ready"), "{markdown}");
+}
+
+#[test]
+fn show_plan_names_the_file_when_the_editor_cannot_open_documents() {
+    let scenario = scenario(implement_add("delegated"));
+    let mut server = scenario
+        .lsp()
+        .capabilities(json!({"window": {"showDocument": {"support": false}}}))
+        .start();
+    server.wait_for_team();
+    let uri = server.uri("src/lib.rs");
+    let (plan, _) = delegate_from_comment(&mut server, &uri);
+    server.wait_for_plan(&plan, "ready");
+    server
+        .command("pitcrew.showPlan", json!({"planId": plan}))
+        .expect("showPlan");
+    server.wait_for_notification("window/showMessage", |m| {
+        m["message"].as_str().unwrap_or("").contains("PLAN.md")
+    });
+    assert!(server.server_requests("window/showDocument").is_empty());
+}
+
+#[test]
+fn a_rejected_result_asks_the_user_and_the_answer_drives_the_team() {
+    let mut responses = implement_add("delegated");
+    responses[3] = calls(
+        "reviewer",
+        Some("delegated"),
+        json!([{"name": "submit_review", "arguments": {"verdict": "reject", "findings": [
+            {"path": "src/lib.rs", "line": 3, "severity": "error", "message": "wrong approach"}
+        ]}}]),
+    );
+    let scenario = scenario(responses);
+    let mut server = scenario.lsp().start();
+    server.behaviour_mut().message_action = Some("Abort".into());
+    server.wait_for_team();
+    let uri = server.uri("src/lib.rs");
+    let (plan, _) = delegate_from_comment(&mut server, &uri);
+    let question = server.wait_for_server_request("window/showMessageRequest");
+    let text = question["params"]["message"].as_str().unwrap();
+    assert!(text.contains("rejected"), "{text}");
+    let actions: Vec<&str> = question["params"]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["Retry", "Abort", "Open diff"]);
+    // "Abort" was answered: the task is aborted and the plan ends without a result.
+    let ended = server.wait_for_notification("pitcrew/planChanged", |p| {
+        p["planId"] == plan.as_str() && matches!(p["status"].as_str(), Some("failed" | "escalated"))
+    });
+    assert_ne!(ended["plan"]["tasks"][0]["status"], "ready");
+    assert!(ended["plan"]["question"].is_null(), "answered");
+}
+
+#[test]
+fn code_actions_offer_what_fits_the_selection_and_commands_fail_clearly() {
+    let scenario = scenario(Vec::new());
+    let mut server = start(&scenario);
+    let uri = server.uri("src/lib.rs");
+    server.open(&uri, "rust", UNSAVED);
+    let lint =
+        json!({"range": range((2, 4), (2, 11)), "message": "unreachable code", "source": "rustc"});
+    let actions = code_actions(&mut server, &uri, range((0, 0), (4, 0)), json!([lint]));
+    let titles: Vec<&str> = actions
+        .iter()
+        .map(|a| a["title"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "Delegate: implement add",
+        "Plan: implement add",
+        "Delegate to implementer: implement",
+        "Delegate to implementer: fix the diagnostics here",
+        "Delegate to implementer: add tests",
+        "Delegate to implementer: document",
+        "Delegate to implementer: simplify",
+        "Review selection",
+        "Review file",
+    ] {
+        assert!(titles.contains(&expected), "{expected} in {titles:?}");
+    }
+    assert!(actions.iter().all(|a| a["kind"] == "refactor.rewrite"));
+    // The fix preset carries the other diagnostics to the implementer.
+    let fix = server
+        .request(
+            "codeAction/resolve",
+            titled(
+                &actions,
+                "Delegate to implementer: fix the diagnostics here",
+            )
+            .clone(),
+        )
+        .unwrap();
+    assert_eq!(
+        fix["command"]["arguments"][0]["diagnostics"][0],
+        "rustc: unreachable code"
+    );
+    // Filtering by kind.
+    let only_fixes = server
+        .request(
+            "textDocument/codeAction",
+            json!({"textDocument": {"uri": uri}, "range": range((0, 0), (0, 0)),
+                   "context": {"diagnostics": [], "only": ["quickfix"]}}),
+        )
+        .unwrap();
+    assert_eq!(only_fixes, json!([]));
+
+    // Bad commands get readable JSON-RPC errors.
+    let unknown = server.command("pitcrew.nope", json!({})).unwrap_err();
+    assert!(unknown.message.contains("unknown command"));
+    let no_uri = server.command("pitcrew.delegate", json!({})).unwrap_err();
+    assert!(no_uri.message.contains("needs a uri"), "{}", no_uri.message);
+    let bad = server
+        .command("pitcrew.delegate", json!({"uri": uri, "preset": "magic"}))
+        .unwrap_err();
+    assert!(bad.message.contains("unknown preset"), "{}", bad.message);
+    let missing = server
+        .command("pitcrew.apply", json!({"planId": "p-none"}))
+        .unwrap_err();
+    assert!(
+        missing.message.contains("no plan p-none"),
+        "{}",
+        missing.message
+    );
+    let outside = server
+        .command("pitcrew.review", json!({"uri": "file:///etc/passwd"}))
+        .unwrap_err();
+    assert!(outside.message.contains("not a file in the repository"));
+}
+
+#[test]
+fn files_that_are_not_open_get_unversioned_edits_and_new_files_are_created_with_a_preview() {
+    let task = "delegated";
+    let scenario = TeamScenario::new(
+        &[("src/lib.rs", ORIGINAL), ("README.md", "# adder\n")],
+        vec![
+            write(task, "src/lib.rs", RESULT),
+            write(
+                task,
+                "src/tests.rs",
+                "#[test]\nfn adds() { assert_eq!(crate::add(1, 2), 3); }\n",
+            ),
+            write(task, "README.md", "# adder\n\nAdds two numbers.\n"),
+            finish(task, "implemented add, with a test and a README line"),
+            calls(
+                "reviewer",
+                Some(task),
+                json!([{"name": "submit_review", "arguments": {"verdict": "approve", "findings": []}}]),
+            ),
+        ],
+        "",
+        "",
+    );
+    let mut server = scenario
+        .lsp()
+        .capabilities(json!({"workspace": {"workspaceEdit": {
+            "documentChanges": true,
+            "resourceOperations": ["create", "rename", "delete"],
+            "changeAnnotationSupport": {"groupsOnLabel": true}
+        }}}))
+        .start();
+    server.wait_for_team();
+    let uri = server.uri("src/lib.rs");
+    let (plan, _) = delegate_from_comment(&mut server, &uri);
+    server.wait_for_plan(&plan, "ready");
+    server
+        .command("pitcrew.apply", json!({"planId": plan}))
+        .expect("apply starts");
+    server.wait_for_plan(&plan, "applied");
+
+    let edit = apply_edits(&mut server)[0]["params"]["edit"].clone();
+    let annotation = &edit["changeAnnotations"]["pitcrew"];
+    assert_eq!(annotation["needsConfirmation"], true, "{edit:#}");
+    assert!(
+        annotation["label"]
+            .as_str()
+            .unwrap()
+            .contains("implement add")
+    );
+    let changes = edit["documentChanges"].as_array().unwrap();
+    let for_uri = |relative: &str| {
+        let target = server.uri(relative);
+        changes
+            .iter()
+            .filter(move |c| {
+                c["textDocument"]["uri"] == target.as_str() || c["uri"] == target.as_str()
+            })
+            .cloned()
+            .collect::<Vec<Value>>()
+    };
+    let readme = for_uri("README.md");
+    assert_eq!(readme.len(), 1);
+    assert_eq!(
+        readme[0]["textDocument"]["version"],
+        Value::Null,
+        "not open"
+    );
+    assert_eq!(readme[0]["edits"][0]["annotationId"], "pitcrew");
+    let created = for_uri("src/tests.rs");
+    assert_eq!(created[0]["kind"], "create");
+    assert_eq!(created[0]["annotationId"], "pitcrew");
+    assert_eq!(created[1]["textDocument"]["version"], Value::Null);
+    let buffer = for_uri("src/lib.rs");
+    assert_eq!(
+        buffer[0]["textDocument"]["version"], 1,
+        "the open buffer's version"
+    );
+
+    // The client applied it: the buffer in the editor, the rest on disk.
+    assert_eq!(server.document(&uri).text, RESULT);
+    assert_eq!(
+        scenario.repo.read("README.md"),
+        "# adder\n\nAdds two numbers.\n"
+    );
+    assert!(scenario.repo.read("src/tests.rs").contains("fn adds()"));
+    assert_eq!(
+        scenario.repo.read("src/lib.rs"),
+        ORIGINAL,
+        "unsaved in the editor"
+    );
+}
