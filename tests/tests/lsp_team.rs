@@ -132,6 +132,34 @@ fn a_delegated_selection_of_an_unsaved_buffer_comes_back_as_a_versioned_edit_tha
     assert_eq!(ready["tasks"][0]["status"], "ready");
     assert_eq!(ready["tasks"][0]["findings"], 1);
 
+    // Diff views get the files the task changed, and both texts of the one they open: the
+    // base is what the user saw (the unsaved buffer), the result what the implementer wrote.
+    let detail = server
+        .request("pitcrew/task", json!({"taskId": task}))
+        .expect("pitcrew/task");
+    assert_eq!(
+        detail["files"],
+        json!([{"path": "src/lib.rs", "oldPath": null, "change": "modified", "binary": false}])
+    );
+    let file = server
+        .request(
+            "pitcrew/task",
+            json!({"taskId": task, "path": "src/lib.rs"}),
+        )
+        .expect("pitcrew/task with a path");
+    assert_eq!(file["files"][0]["base"], UNSAVED);
+    assert_eq!(file["files"][0]["result"], RESULT);
+    let error = server
+        .request(
+            "pitcrew/task",
+            json!({"taskId": task, "path": "src/other.rs"}),
+        )
+        .unwrap_err();
+    assert!(
+        error.message.contains("does not change src/other.rs"),
+        "{error:?}"
+    );
+
     // The implementer read what the user sees, unsaved comment included.
     let reads = scenario.fake.requests_of("implementer", Some("delegated"));
     let second = serde_json::to_string(&reads[1]["body"]).unwrap();

@@ -125,6 +125,9 @@ pub const TASK: &str = "pitcrew/task";
 #[serde(rename_all = "camelCase")]
 pub struct TaskParams {
     pub task_id: String,
+    /// A file of the task's result: its entry in `files` carries both texts.
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -142,6 +145,27 @@ pub struct TaskDetail {
     pub checks: Vec<serde_json::Value>,
     /// What its agents did, most recent last.
     pub transcript_summary: Vec<String>,
+    /// The files its result changes, from where it started to its result (empty until it
+    /// has one); for diff views.
+    pub files: Vec<TaskFile>,
+}
+
+/// A file a task's result changes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskFile {
+    pub path: String,
+    /// The path before a rename.
+    pub old_path: Option<String>,
+    /// `added`, `modified`, `deleted`, `renamed`.
+    pub change: String,
+    pub binary: bool,
+    /// The text before and after, only for the file asked for with `path` (absent for a side
+    /// that does not exist or is binary).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
 }
 
 /// `pitcrew/planChanged`, server to client: a plan changed (at most ten a second).

@@ -46,7 +46,7 @@ impl Server {
     }
 
     async fn task(&self, params: TaskParams) -> Result<TaskDetail> {
-        handlers::task::handle(&self.state, params)
+        handlers::task::handle(&self.state, params).await
     }
 
     async fn progress_cancel(&self, params: WorkDoneProgressCancelParams) {

@@ -85,5 +85,6 @@ pub fn task_detail(service: &TeamService, plan: &Plan, task: &Task) -> TaskDetai
             .filter_map(|c| serde_json::to_value(c).ok())
             .collect(),
         transcript_summary: service.activity(&plan.id, &task.id),
+        files: Vec::new(),
     }
 }
