@@ -158,7 +158,10 @@ fn malformed_messages_get_json_rpc_errors() {
         )
         .unwrap_err();
     assert_eq!(error.code, -32803, "{error:?}");
-    assert!(error.message.contains("not inside a git repository"), "{error:?}");
+    assert!(
+        error.message.contains("not inside a git repository"),
+        "{error:?}"
+    );
     assert!(error.message.contains("git init"), "{error:?}");
 
     // Unknown notifications are ignored without an answer.
