@@ -343,6 +343,10 @@ pub struct Plan {
     pub status: PlanStatus,
     pub created_at: String,
     pub updated_at: String,
+    /// Counts the saves of this plan, by its orchestrator or by the user's actions (apply,
+    /// discard): an older revision never replaces a newer one (see `PlanRegistry::update`).
+    #[serde(default)]
+    pub revision: u64,
     /// The snapshot the plan started from: what the user saw.
     pub base: String,
     /// `pitcrew/<plan>/integration`.
@@ -382,6 +386,7 @@ impl Plan {
             status: PlanStatus::Planning,
             created_at: now.clone(),
             updated_at: now,
+            revision: 0,
             base,
             preplanned: false,
             tasks: Vec::new(),

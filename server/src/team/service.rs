@@ -29,8 +29,34 @@ pub struct PlanRegistry {
 }
 
 impl PlanRegistry {
-    pub fn update(&self, plan: &Plan) {
-        self.lock().insert(plan.id.clone(), plan.clone());
+    /// Records `plan`, unless a newer revision of it is already recorded. Returns whether it
+    /// was recorded.
+    pub fn update(&self, plan: &Plan) -> bool {
+        let mut plans = self.lock();
+        if plans
+            .get(&plan.id)
+            .is_some_and(|known| known.revision > plan.revision)
+        {
+            return false;
+        }
+        plans.insert(plan.id.clone(), plan.clone());
+        true
+    }
+
+    /// Records a save of `plan` made from revision `base` (its revision is `base + 1`), only
+    /// if `base` is still the recorded revision: two writers that started from the same state
+    /// cannot undo each other (an orchestrator finishing up and the user applying the plan it
+    /// has just finished). Returns whether it was recorded.
+    pub fn save_over(&self, plan: &Plan, base: u64) -> bool {
+        let mut plans = self.lock();
+        if plans
+            .get(&plan.id)
+            .is_some_and(|known| known.revision != base)
+        {
+            return false;
+        }
+        plans.insert(plan.id.clone(), plan.clone());
+        true
     }
 
     pub fn get(&self, id: &str) -> Option<Plan> {
@@ -169,6 +195,8 @@ impl TeamService {
             let id = plan.id.clone();
             let finished = orchestrator::run(context, plan, receiver).await;
             drop(lock);
+            // The orchestrator saved its last state; this only fills in a registry that
+            // missed it, never undoing a later save.
             service.registry.update(&finished);
             service.lock_running().remove(&id);
         });
@@ -307,7 +335,18 @@ impl TeamService {
     /// Records a change made outside an orchestrator (blocking write: call off the async
     /// workers).
     pub fn save(&self, plan: &Plan, entry: JournalEntry) {
-        self.registry.update(plan);
+        let mut plan = plan.clone();
+        let base = plan.revision;
+        plan.revision += 1;
+        plan.updated_at = super::now();
+        let plan = &plan;
+        if !self.registry.save_over(plan, base) {
+            tracing::warn!(
+                "plan {} changed meanwhile; not saving an older revision",
+                plan.id
+            );
+            return;
+        }
         if let Err(err) = self.store.save_plan(plan) {
             tracing::error!("cannot save plan {}: {err}", plan.id);
         }
@@ -376,5 +415,37 @@ impl TeamService {
 
     fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Command>>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PlanRegistry;
+    use crate::team::plan::{Plan, PlanStatus};
+
+    #[test]
+    fn two_saves_from_the_same_revision_cannot_undo_each_other() {
+        let registry = PlanRegistry::default();
+        let mut ready = Plan::new("p1".into(), "goal".into(), "base".into());
+        ready.status = PlanStatus::Ready;
+        ready.revision = 3;
+        assert!(registry.update(&ready));
+
+        // The user applies the ready plan: a save from revision 3.
+        let mut applied = ready.clone();
+        applied.status = PlanStatus::Applied;
+        applied.revision = 4;
+        assert!(registry.save_over(&applied, 3));
+
+        // The orchestrator, finishing up, saves from the same revision 3: refused.
+        let mut tidied = ready.clone();
+        tidied.revision = 4;
+        assert!(!registry.save_over(&tidied, 3));
+        // And its final record, at the revision it had, does not replace the newer one.
+        assert!(!registry.update(&Plan {
+            revision: 3,
+            ..ready
+        }));
+        assert_eq!(registry.get("p1").unwrap().status, PlanStatus::Applied);
     }
 }

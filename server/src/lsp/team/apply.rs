@@ -37,6 +37,9 @@ use crate::text::{Anchor, chars_to_range};
 const MAX_ATTEMPTS: usize = 3;
 /// How long the user may take over the preview.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a refused edit waits for the `didChange` that explains the refusal.
+const CHANGE_GRACE: Duration = Duration::from_millis(500);
+
 /// The change annotation every edit carries.
 const ANNOTATION: &str = "pitcrew";
 
@@ -72,7 +75,9 @@ impl Target {
 /// Checks that the target can be applied, and what it is (no I/O).
 pub fn target(team: &Team, args: &TargetArgs) -> Result<Target, String> {
     let (plan, task) = super::commands::target_of(team, args)?;
-    if team.service.is_running(&plan.id) {
+    // A ready plan's orchestrator may still be tidying its worktrees: the result is final, and
+    // what the user does to it now is not undone by that (see `PlanRegistry::save_over`).
+    if team.service.is_running(&plan.id) && plan.status != PlanStatus::Ready {
         return Err(format!(
             "plan {} is still running ({}); apply it when it is ready",
             plan.id,
@@ -262,13 +267,25 @@ async fn apply(
             record(state, team, target, built.placements).await;
             return Ok(summary);
         }
-        let moved_on = {
-            let documents = state.documents();
-            built
-                .versions
-                .iter()
-                .any(|(uri, version)| documents.get(uri).map(|d| d.version()) != Some(*version))
-        };
+        // An editor refuses a stale edit after it sent the change that made it stale, but
+        // the answer can overtake that `didChange` on the way through the server: give it a
+        // moment to land before concluding that nothing moved.
+        let moved_on = async {
+            let deadline = tokio::time::Instant::now() + CHANGE_GRACE;
+            loop {
+                let moved = {
+                    let documents = state.documents();
+                    built.versions.iter().any(|(uri, version)| {
+                        documents.get(uri).map(|d| d.version()) != Some(*version)
+                    })
+                };
+                if moved || tokio::time::Instant::now() >= deadline {
+                    return moved;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        .await;
         let reason = response
             .failure_reason
             .unwrap_or_else(|| "no reason given".into());
