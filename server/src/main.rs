@@ -74,7 +74,19 @@ enum Command {
         json: bool,
     },
     /// Run the whole team on a sample project against a scripted model: no account needed.
-    Demo,
+    ///
+    /// Creates a git repository with a small Rust project, starts the fake model server on
+    /// loopback with a bundled scenario, and runs `pitcrew run` there. Needs `cargo` for the
+    /// sample's tests; no key and no network.
+    Demo {
+        /// Where to create the sample repository (new or empty); default: a new temporary
+        /// directory, kept afterwards.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// How long each scripted model answer takes, in milliseconds.
+        #[arg(long, default_value_t = 300)]
+        latency_ms: u64,
+    },
     /// Serve the fake model (OpenAI and Anthropic protocols) on loopback, from a script.
     ///
     /// Prints the base URL on the first line of stdout, then serves until interrupted. The
@@ -142,7 +154,9 @@ fn main() -> ExitCode {
         Command::Apply { plan } => with_cwd("apply", |cwd| {
             run_async(cli::plans::apply(&cwd, plan.as_deref()))
         }),
-        Command::Demo => cli::not_yet_available("demo"),
+        Command::Demo { dir, latency_ms } => {
+            run_async(cli::demo::run(cli::demo::DemoOptions { dir, latency_ms }))
+        }
         Command::FakeModel { script, port } => {
             run_async(cli::fake_model::run(script.as_deref(), port))
         }

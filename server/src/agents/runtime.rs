@@ -62,7 +62,8 @@ impl AgentContext {
             .role(self.role)
     }
 
-    fn activity(&self, message: impl Into<String>) {
+    /// Tells the editor and the CLI what the agent is doing now.
+    pub(crate) fn activity(&self, message: impl Into<String>) {
         let spend = *self.spend.lock().unwrap_or_else(|p| p.into_inner());
         let _ = self.events.send(Event::Activity {
             plan: self.plan.clone(),

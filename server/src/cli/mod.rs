@@ -1,5 +1,6 @@
 //! The command line's subcommands, apart from argument parsing (which lives in `main.rs`).
 
+pub mod demo;
 pub mod doctor;
 pub mod fake_model;
 pub mod output;

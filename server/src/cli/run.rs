@@ -45,13 +45,19 @@ pub struct Setup {
 
 /// Finds the repository and its configuration and state; the error is for the user.
 pub fn setup(cwd: &Path) -> Result<Setup, String> {
+    setup_with(cwd, |workdir| ConfigPaths::discover(Some(workdir)))
+}
+
+/// As `setup`, with the configuration read only from the files `paths` names for the
+/// repository's working tree (the demo ignores the user's own configuration).
+pub fn setup_with(cwd: &Path, paths: impl FnOnce(&Path) -> ConfigPaths) -> Result<Setup, String> {
     let repo = GitRepo::discover(cwd).map_err(|_| {
         format!(
             "{} is not inside a git repository; pitcrew works in one",
             cwd.display()
         )
     })?;
-    let loaded = config::load(&ConfigPaths::discover(Some(repo.workdir())), None, None);
+    let loaded = config::load(&paths(repo.workdir()), None, None);
     let config = loaded.config.map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
         format!("the configuration has problems:\n{}", lines.join("\n"))
@@ -66,13 +72,17 @@ pub fn setup(cwd: &Path) -> Result<Setup, String> {
 }
 
 pub async fn run(cwd: &Path, options: RunOptions) -> i32 {
-    let setup = match setup(cwd) {
-        Ok(setup) => setup,
+    match setup(cwd) {
+        Ok(setup) => run_in(setup, options).await,
         Err(error) => {
             output::error(&format!("pitcrew run: {error}"));
-            return 2;
+            2
         }
-    };
+    }
+}
+
+/// `pitcrew run` in a repository already set up.
+pub async fn run_in(setup: Setup, options: RunOptions) -> i32 {
     for role in [Role::Planner, Role::Implementer, Role::Reviewer] {
         if setup.config.model_for(role).is_none() {
             output::error(&format!(
@@ -402,6 +412,8 @@ struct Renderer {
     started: Instant,
     bars: Option<MultiProgress>,
     agents: HashMap<(String, Role), ProgressBar>,
+    /// The last status shown per task: an event that changes only the role is not news.
+    statuses: HashMap<String, TaskStatus>,
 }
 
 impl Renderer {
@@ -412,6 +424,7 @@ impl Renderer {
             started,
             bars,
             agents: HashMap::new(),
+            statuses: HashMap::new(),
         }
     }
 
@@ -451,7 +464,7 @@ impl Renderer {
         let stamp = self.stamp();
         match event {
             Event::AgentStarted { task, role, .. } => {
-                let label = format!("{:<11} {task}", role.as_str());
+                let label = agent_label(task, *role);
                 if let Some(bars) = &self.bars {
                     let bar = bars.add(ProgressBar::new_spinner());
                     bar.set_style(
@@ -477,8 +490,8 @@ impl Renderer {
                 match self.agents.get(&(task.clone(), *role)) {
                     Some(bar) => bar.set_message(format!("{message} · {spend}")),
                     None if self.bars.is_none() => output::line(&format!(
-                        "{stamp} {:<11} {task}: {message} · {spend}",
-                        role.as_str()
+                        "{stamp} {}: {message} · {spend}",
+                        agent_label(task, *role)
                     )),
                     None => {}
                 }
@@ -489,7 +502,7 @@ impl Renderer {
                 outcome,
                 ..
             } => {
-                let line = format!("{stamp} {:<11} {task}: {outcome}", role.as_str());
+                let line = format!("{stamp} {}: {outcome}", agent_label(task, *role));
                 match self.agents.remove(&(task.clone(), *role)) {
                     Some(bar) => {
                         bar.finish_and_clear();
@@ -504,14 +517,32 @@ impl Renderer {
                 reason,
                 ..
             } => {
-                let line = match reason {
-                    Some(reason) => format!("{stamp} task {task} is {}: {reason}", status.as_str()),
-                    None => format!("{stamp} task {task} is {}", status.as_str()),
+                if reason.is_none() && self.statuses.get(task) == Some(status) {
+                    return;
+                }
+                self.statuses.insert(task.clone(), *status);
+                let line = match (status, reason) {
+                    // Merging is the integrator's work, done without a model: say who.
+                    (TaskStatus::Integrating, _) => format!(
+                        "{stamp} {}: merging into the integration branch",
+                        agent_label(task, Role::Integrator)
+                    ),
+                    (_, Some(reason)) => {
+                        format!("{stamp} task {task} is {}: {reason}", status.as_str())
+                    }
+                    (_, None) => format!("{stamp} task {task} is {}", status.as_str()),
                 };
                 self.note(&line);
             }
             Event::PlanChanged { status, .. } => {
-                self.note(&format!("{stamp} plan is {}", status.as_str()));
+                let line = match status {
+                    PlanStatus::Testing => format!(
+                        "{stamp} {}: running `test` on the integrated result",
+                        agent_label(Role::Integrator.as_str(), Role::Integrator)
+                    ),
+                    _ => format!("{stamp} plan is {}", status.as_str()),
+                };
+                self.note(&line);
             }
             Event::Findings { task, findings, .. } => {
                 for finding in findings.iter().take(5) {
@@ -529,6 +560,15 @@ impl Renderer {
             }
             Event::Escalated { .. } | Event::Finished { .. } => {}
         }
+    }
+}
+
+/// "implementer lines", aligned; the planner plans the whole goal, so it is just "planner".
+fn agent_label(task: &str, role: Role) -> String {
+    if task == role.as_str() {
+        role.as_str().to_owned()
+    } else {
+        format!("{:<11} {task}", role.as_str())
     }
 }
 

@@ -788,9 +788,22 @@ impl Orchestrator {
                     if cancel.is_cancelled() {
                         return Err(AgentError::Cancelled);
                     }
-                    runs.push(
-                        checks::run(name, check, &worktree.path, cap, &secrets, &cancel).await,
-                    );
+                    if let Some(reviewer) = &reviewer {
+                        reviewer.activity(format!("running check `{name}`"));
+                    }
+                    let run =
+                        checks::run(name, check, &worktree.path, cap, &secrets, &cancel).await;
+                    if let Some(reviewer) = &reviewer {
+                        reviewer.activity(format!(
+                            "check `{name}` {}",
+                            if run.result.passed {
+                                "passed"
+                            } else {
+                                "failed"
+                            }
+                        ));
+                    }
+                    runs.push(run);
                 }
                 let mut findings: Vec<Finding> = Vec::new();
                 let mut serial = 0;
@@ -1197,11 +1210,19 @@ impl Orchestrator {
                 if stale || self.plan.status != PlanStatus::Testing {
                     return; // stopped meanwhile (a timeout, a cancellation)
                 }
-                // Whatever happened, the plan is running again until the test passes.
-                self.set_plan_status(PlanStatus::Running);
+                // Whatever happened, the plan is running again until the test passes; set
+                // quietly, so that observers see testing → ready, not a flicker through
+                // running, and announced below when it stays so.
+                self.plan.status = PlanStatus::Running;
                 match result {
                     Ok(tested) => self.on_tested(tested),
                     Err(error) => self.agent_failed(None, Role::Integrator, error),
+                }
+                if self.plan.status == PlanStatus::Running {
+                    let _ = self.context.events.send(Event::PlanChanged {
+                        plan: self.plan.id.clone(),
+                        status: PlanStatus::Running,
+                    });
                 }
             }
         }
@@ -1823,7 +1844,18 @@ impl Orchestrator {
 
     fn persist(&mut self) {
         self.plan.updated_at = super::now();
-        self.context.registry.update(&self.plan);
+        let base = self.plan.revision;
+        self.plan.revision += 1;
+        if !self.context.registry.save_over(&self.plan, base) {
+            // The plan has ended and the user acted on it (applied or discarded it) while
+            // this orchestrator finished up: theirs is the newer state, on disk too.
+            self.plan.revision = base;
+            tracing::debug!(
+                "plan {} was saved meanwhile by the user's action",
+                self.plan.id
+            );
+            return;
+        }
         if let Err(err) = self.context.store.save_plan(&self.plan) {
             tracing::error!("cannot save plan {}: {err}", self.plan.id);
         }

@@ -1,0 +1,17 @@
+//! Counting characters.
+
+/// The number of characters in `text`: Unicode scalar values, not bytes.
+pub fn count(text: &str) -> usize {
+    text.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn counts_characters() {
+        assert_eq!(count(""), 0);
+        assert_eq!(count("tally"), 5);
+    }
+}
