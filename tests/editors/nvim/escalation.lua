@@ -1,0 +1,69 @@
+-- The team's question in a real Neovim without a UI: the server's showMessageRequest must not
+-- block (Neovim's own handler would wait for keys no headless Neovim gets); the question shows
+-- in the plan view, `d` opens the rejected result's diff, and `A` answers the question.
+-- Run by tests/tests/editor_nvim.rs; see harness.lua.
+
+local H = dofile(vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':h') .. '/harness.lua')
+local env, log, check, equal, wait_for = H.env, H.log, H.check, H.equal, H.wait_for
+local lines_of, find_line = H.lines_of, H.find_line
+
+local function test()
+  require('pitcrew').setup({ cmd = { env('PITCREW_TEST_BIN'), 'lsp' } })
+  vim.cmd('edit ' .. vim.fn.fnameescape(env('PITCREW_TEST_REPO') .. '/' .. env('PITCREW_TEST_FILE')))
+  vim.cmd('PitcrewDelegate ' .. env('PITCREW_TEST_INSTRUCTION'))
+  vim.cmd('PitcrewPlanView')
+  local view = vim.api.nvim_get_current_buf()
+
+  -- The reviewer rejects the result: the team asks, and Neovim goes on.
+  local question = wait_for('the question in the plan view', function()
+    return find_line(lines_of(view), '(A to answer)')
+  end)
+  log('question: ' .. question)
+  check(question:find('rejected', 1, true), 'the question says why: ' .. question)
+  wait_for('the notification that points at the plan view', function()
+    return find_line(H.messages, 'answer it with A')
+  end)
+
+  -- `d` on the task shows the diff of its result.
+  local task_row
+  for row, line in ipairs(lines_of(view)) do
+    if line:find('delegated', 1, true) then
+      task_row = row
+    end
+  end
+  check(task_row, 'the task line')
+  vim.api.nvim_win_set_cursor(0, { task_row, 0 })
+  vim.api.nvim_feedkeys('d', 'x', false)
+  local diff = wait_for('the diff window', function()
+    local name = vim.api.nvim_buf_get_name(0)
+    return name:find('pitcrew://diff/', 1, true) and vim.api.nvim_get_current_buf()
+  end)
+  equal(vim.bo[diff].filetype, 'diff', 'the diff buffer filetype')
+  check(find_line(lines_of(diff), env('PITCREW_TEST_DIFF_LINE')), 'the diff shows the change:\n' .. table.concat(lines_of(diff), '\n'))
+  vim.api.nvim_feedkeys('q', 'x', false)
+  check(vim.api.nvim_buf_is_valid(diff) == false or vim.fn.bufwinid(diff) == -1, 'q closes the diff')
+
+  -- `A` answers with the choice made in vim.ui.select.
+  vim.fn.win_gotoid(vim.fn.bufwinid(view))
+  vim.api.nvim_win_set_cursor(0, { task_row, 0 })
+  local offered
+  vim.ui.select = function(items, opts, on_choice)
+    offered = vim.tbl_map(opts.format_item, items)
+    for _, item in ipairs(items) do
+      if opts.format_item(item) == env('PITCREW_TEST_ANSWER') then
+        return on_choice(item)
+      end
+    end
+    on_choice(nil)
+  end
+  vim.api.nvim_feedkeys('A', 'x', false)
+  check(offered, 'A offers the choices')
+  log('choices: ' .. table.concat(offered, ', '))
+  local ended = wait_for('the plan to end', function()
+    local lines = lines_of(view)
+    return not find_line(lines, '(A to answer)') and (find_line(lines, 'failed') or find_line(lines, 'escalated'))
+  end)
+  log('after the answer: ' .. ended)
+end
+
+H.run(test)
