@@ -148,3 +148,22 @@ fn the_demo_refuses_a_directory_that_holds_something() {
         "mine"
     );
 }
+
+#[test]
+fn without_cargo_the_demo_says_what_to_install_before_it_starts() {
+    let home = tempfile::tempdir().unwrap();
+    let empty_path = home.path().join("bin");
+    std::fs::create_dir_all(&empty_path).unwrap();
+    let dir = home.path().join("demo");
+    let output = Command::new(pitcrew_bin())
+        .args(["demo", "--dir", dir.to_str().unwrap()])
+        .env("HOME", home.path())
+        .env("PATH", &empty_path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cargo is not on PATH"), "{stderr}");
+    assert!(stderr.contains("rustup.rs"), "{stderr}");
+    assert!(!dir.exists(), "nothing is created");
+}

@@ -67,6 +67,20 @@ pub struct DemoOptions {
 }
 
 pub async fn run(options: DemoOptions) -> i32 {
+    // The reviewer and the integrator run the sample's tests with cargo.
+    let cargo = std::process::Command::new("cargo")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !cargo.is_ok_and(|status| status.success()) {
+        output::error(
+            "pitcrew demo: the sample project is a Rust crate whose tests the reviewer runs with \
+             `cargo test`, and cargo is not on PATH; install Rust (https://rustup.rs) and run the \
+             demo again.",
+        );
+        return 2;
+    }
     let dir = match prepare_dir(options.dir) {
         Ok(dir) => dir,
         Err(err) => {
