@@ -748,3 +748,104 @@ fn files_that_are_not_open_get_unversioned_edits_and_new_files_are_created_with_
         "unsaved in the editor"
     );
 }
+
+#[test]
+fn after_a_restart_findings_come_back_only_where_the_code_is_still_as_reviewed() {
+    let review = calls(
+        "reviewer",
+        Some("review"),
+        json!([{"name": "submit_review", "arguments": {"verdict": "request_changes", "findings": [
+            {"path": "src/shapes.rs", "line": 1, "severity": "info", "message": "a is terse"},
+            {"path": "src/shapes.rs", "line": 2, "severity": "error", "message": "panics on every call"},
+            {"path": "src/shapes.rs", "line": 3, "severity": "warning", "message": "returns nothing useful"},
+            {"path": "src/shapes.rs", "line": 99999999, "severity": "warning", "message": "past the end"}
+        ]}}]),
+    );
+    let reviewed = "fn a() {}\nfn b() { panic!() }\nfn c() {}\n";
+    let scenario = TeamScenario::new(&[("src/shapes.rs", reviewed)], vec![review], "", "");
+    let messages = |d: &[Value]| -> Vec<(u64, String)> {
+        let mut found: Vec<(u64, String)> = d
+            .iter()
+            .map(|d| {
+                (
+                    d["range"]["start"]["line"].as_u64().unwrap(),
+                    d["message"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    {
+        let mut server = start(&scenario);
+        let uri = server.uri("src/shapes.rs");
+        server.open(&uri, "rust", reviewed);
+        let actions = code_actions(&mut server, &uri, range((0, 0), (3, 0)), json!([]));
+        let started = run_action(&mut server, titled(&actions, "Review file"));
+        server.wait_for_plan(started["planId"].as_str().unwrap(), "ready");
+        let diagnostics = server.wait_for_diagnostics(&uri, |d| d.len() == 4);
+        // A line number from the model past the end of the file lands on the last line.
+        assert!(
+            messages(&diagnostics).contains(&(2, "past the end".to_owned())),
+            "{diagnostics:#?}"
+        );
+        let terse = diagnostics
+            .iter()
+            .find(|d| d["message"] == "a is terse")
+            .unwrap();
+        server
+            .command(
+                "pitcrew.dismissFinding",
+                json!({"findingId": terse["data"]["findingId"]}),
+            )
+            .expect("dismiss");
+        server.wait_for_diagnostics(&uri, |d| d.len() == 3);
+    }
+    // While pitcrew is not running, the user fixes b and saves.
+    let fixed = "fn a() {}\nfn b() -> Option<u8> { None }\nfn c() {}\n";
+    scenario.repo.write("src/shapes.rs", fixed);
+
+    let mut server = start(&scenario);
+    let uri = server.uri("src/shapes.rs");
+    server.open(&uri, "rust", fixed);
+    let diagnostics = server.wait_for_diagnostics(&uri, |d| !d.is_empty());
+    server.pump_for(Duration::from_millis(300));
+    let diagnostics = {
+        let latest = server.diagnostics(&uri);
+        if latest.is_empty() {
+            diagnostics
+        } else {
+            latest
+        }
+    };
+    assert_eq!(
+        messages(&diagnostics),
+        [
+            (2, "past the end".to_owned()),
+            (2, "returns nothing useful".to_owned())
+        ],
+        "the fixed line's finding is gone, the dismissed one stays dismissed"
+    );
+}
+
+#[test]
+fn a_second_apply_while_the_editor_is_asked_is_refused() {
+    let scenario = scenario(implement_add("delegated"));
+    let mut server = start(&scenario);
+    server
+        .behaviour_mut()
+        .never_answer
+        .insert("workspace/applyEdit".into());
+    let uri = server.uri("src/lib.rs");
+    let (plan, _) = delegate_from_comment(&mut server, &uri);
+    server.wait_for_plan(&plan, "ready");
+    server
+        .command("pitcrew.apply", json!({"planId": plan}))
+        .expect("the first apply starts");
+    server.wait_for_server_request("workspace/applyEdit");
+    let error = server
+        .command("pitcrew.apply", json!({"planId": plan}))
+        .unwrap_err();
+    assert!(error.message.contains("being applied already"), "{error:?}");
+    assert_eq!(apply_edits(&mut server).len(), 1, "the edit was sent once");
+}

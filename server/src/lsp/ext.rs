@@ -232,6 +232,7 @@ pub struct AnswerArgs {
 pub struct Started {
     pub plan_id: String,
     /// `<plan>/<task>`; absent for `pitcrew.plan` (the planner makes the tasks).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
 }
 

@@ -272,7 +272,7 @@ fn diagnostic(t: &Tracked, text: Option<&Rope>, encoding: PositionEncoding) -> D
         }
         _ => lsp::Range::new(
             lsp::Position::new(t.line, 0),
-            lsp::Position::new(t.end_line.max(t.line) + 1, 0),
+            lsp::Position::new(t.end_line.max(t.line).saturating_add(1), 0),
         ),
     };
     let code = match &t.finding.source {

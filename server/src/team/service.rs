@@ -214,7 +214,14 @@ impl TeamService {
                     .registry
                     .get(plan)
                     .ok_or_else(|| format!("no plan {plan}"))?;
-                match command {
+                match &command {
+                    // An answer to a question the plan no longer asks (answered elsewhere, or
+                    // the plan ended): nothing to resume.
+                    Command::Answer { escalation, .. }
+                        if stored.escalation.as_ref().map(|e| &e.id) != Some(escalation) =>
+                    {
+                        return Err(format!("plan {plan} is not asking that question any more"));
+                    }
                     Command::Retry(_) | Command::Answer { .. } => {
                         self.start(stored)?;
                         self.lock_running()

@@ -64,8 +64,29 @@ pub fn line_edits(old: &str, new: &str) -> Vec<(Range<usize>, String)> {
 /// Where zero-based line `line` of `from` is in `to`: exactly, when the line is unchanged
 /// between them; otherwise the start of the region that replaced it.
 pub fn map_line(from: &str, to: &str, line: usize) -> usize {
+    match locate_line(from, to, line) {
+        Located::Same(at) | Located::Replaced(at) => at,
+    }
+}
+
+/// Where zero-based line `line` of `from` is in `to`, only when `to` still has it unchanged.
+pub fn map_line_exact(from: &str, to: &str, line: usize) -> Option<usize> {
+    match locate_line(from, to, line) {
+        Located::Same(at) => Some(at),
+        Located::Replaced(_) => None,
+    }
+}
+
+enum Located {
+    /// The line is unchanged, at this line.
+    Same(usize),
+    /// The line was changed or deleted; what replaced it starts here.
+    Replaced(usize),
+}
+
+fn locate_line(from: &str, to: &str, line: usize) -> Located {
     if from == to {
-        return line;
+        return Located::Same(line);
     }
     let diff = TextDiff::configure()
         .algorithm(Algorithm::Myers)
@@ -82,15 +103,15 @@ pub fn map_line(from: &str, to: &str, line: usize) -> usize {
         };
         if line < old_at + old_len {
             return match op {
-                DiffOp::Equal { .. } => new_at + (line - old_at),
-                _ => new_at,
+                DiffOp::Equal { .. } => Located::Same(new_at + (line - old_at)),
+                _ => Located::Replaced(new_at),
             };
         }
         old_at += old_len;
         new_at += new_len;
     }
     // Past the end of `from`: past the end of `to` by as much.
-    new_at + line.saturating_sub(old_at)
+    Located::Replaced(new_at + line.saturating_sub(old_at))
 }
 
 /// Applies edits from `line_edits` to `old`.
@@ -138,6 +159,9 @@ mod tests {
         );
         assert_eq!(map_line(from, to, 3), 4);
         assert_eq!(map_line(from, from, 2), 2);
+        assert_eq!(map_line_exact(from, to, 0), Some(1));
+        assert_eq!(map_line_exact(from, to, 3), Some(4));
+        assert_eq!(map_line_exact(from, to, 2), None, "a changed line is gone");
     }
 
     proptest! {

@@ -40,6 +40,10 @@ const APPLY_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long a refused edit waits for the `didChange` that explains the refusal.
 const CHANGE_GRACE: Duration = Duration::from_millis(500);
 
+/// A refusal that takes longer than this came from the user (a preview they declined), not
+/// from the editor noticing a stale version: it is not sent again.
+const DECLINED_AFTER: Duration = Duration::from_secs(5);
+
 /// The change annotation every edit carries.
 const ANNOTATION: &str = "pitcrew";
 
@@ -200,7 +204,9 @@ fn cost(usd: f64) -> String {
 /// Applies `target` in the background and tells the user how it went.
 pub fn spawn(state: Arc<GlobalState>, client: Client, team: Arc<Team>, target: Target) {
     tokio::spawn(async move {
-        let (kind, message) = match apply(&state, &client, &team, &target).await {
+        let outcome = apply(&state, &client, &team, &target).await;
+        team.end_applying(&target.plan);
+        let (kind, message) = match outcome {
             Ok(done) => (MessageType::INFO, format!("{}: {done}", target.label)),
             Err(problem) => (
                 MessageType::WARNING,
@@ -218,26 +224,10 @@ async fn apply(
     team: &Arc<Team>,
     target: &Target,
 ) -> Result<String, String> {
-    let (base, result) = (target.base.clone(), target.result.clone());
-    let files = team
-        .repo
-        .run_concurrently(move |repo| {
-            let refused = |e: git2::Error| crate::git::GitError::Refused(e.message().to_owned());
-            let base = git2::Oid::from_str(&base).map_err(refused)?;
-            let result = match result {
-                ResultRef::Commit(commit) => git2::Oid::from_str(&commit).map_err(refused)?,
-                ResultRef::Branch(name) => repo
-                    .find_branch(&name, git2::BranchType::Local)
-                    .and_then(|b| b.get().peel_to_commit())
-                    .map_err(refused)?
-                    .id(),
-            };
-            changed_files(repo, base, result)
-        })
-        .await
-        .map_err(|e| format!("cannot read the result: {e}"))?;
-
     for attempt in 1..=MAX_ATTEMPTS {
+        // Read on every attempt: files that are not open are edited against what is on disk
+        // now, which may have changed while the editor was asked.
+        let files = read_changed_files(team, target).await?;
         let built = build(state, team, target, &files)?;
         if built.is_empty() {
             record(state, team, target, built.placements).await;
@@ -247,6 +237,7 @@ async fn apply(
             label: Some(target.label.clone()),
             edit: built.edit.clone(),
         };
+        let asked = tokio::time::Instant::now();
         let response = tokio::time::timeout(
             APPLY_TIMEOUT,
             client.send_request::<ApplyWorkspaceEdit>(params),
@@ -267,6 +258,15 @@ async fn apply(
             record(state, team, target, built.placements).await;
             return Ok(summary);
         }
+        let reason = response
+            .failure_reason
+            .clone()
+            .unwrap_or_else(|| "no reason given".into());
+        // A refusal after a while is the user declining the preview, whatever they typed
+        // meanwhile: never ask again.
+        if asked.elapsed() > DECLINED_AFTER {
+            return Err(format!("The editor did not apply it: {reason}."));
+        }
         // An editor refuses a stale edit after it sent the change that made it stale, but
         // the answer can overtake that `didChange` on the way through the server: give it a
         // moment to land before concluding that nothing moved.
@@ -286,15 +286,33 @@ async fn apply(
             }
         }
         .await;
-        let reason = response
-            .failure_reason
-            .unwrap_or_else(|| "no reason given".into());
         if !moved_on || attempt == MAX_ATTEMPTS {
             return Err(format!("The editor did not apply it: {reason}."));
         }
         tracing::info!("the edit was refused ({reason}) after the user typed; computing it again");
     }
     unreachable!("the last attempt returns")
+}
+
+/// The files the result changes, with what is on disk now.
+async fn read_changed_files(team: &Arc<Team>, target: &Target) -> Result<Vec<ChangedFile>, String> {
+    let (base, result) = (target.base.clone(), target.result.clone());
+    team.repo
+        .run_concurrently(move |repo| {
+            let refused = |e: git2::Error| crate::git::GitError::Refused(e.message().to_owned());
+            let base = git2::Oid::from_str(&base).map_err(refused)?;
+            let result = match result {
+                ResultRef::Commit(commit) => git2::Oid::from_str(&commit).map_err(refused)?,
+                ResultRef::Branch(name) => repo
+                    .find_branch(&name, git2::BranchType::Local)
+                    .and_then(|b| b.get().peel_to_commit())
+                    .map_err(refused)?
+                    .id(),
+            };
+            changed_files(repo, base, result)
+        })
+        .await
+        .map_err(|e| format!("cannot read the result: {e}"))
 }
 
 /// A workspace edit and what it brings.
@@ -627,11 +645,12 @@ fn placement(
         })
         .map(|t| {
             let mut placed = t.clone();
-            let first = t.finding.line.saturating_sub(1) as usize;
+            let lines = result_text.lines().count().max(1);
+            let first = (t.finding.line.saturating_sub(1) as usize).min(lines - 1);
             let last = t
                 .finding
                 .end_line
-                .map(|l| l.saturating_sub(1) as usize)
+                .map(|l| (l.saturating_sub(1) as usize).min(lines - 1))
                 .unwrap_or(first)
                 .max(first);
             let line = map_line(&result_text, new_text, first);

@@ -120,7 +120,16 @@ impl Bridge {
             } => {
                 let (state, team) = (self.state.clone(), self.team.clone());
                 tokio::spawn(async move {
-                    placement::place(&state, &team, &plan, &task, &commit, findings).await;
+                    placement::place(
+                        &state,
+                        &team,
+                        &plan,
+                        &task,
+                        &commit,
+                        findings,
+                        placement::Mode::Near,
+                    )
+                    .await;
                 });
             }
             Event::Escalated { plan, escalation } => {

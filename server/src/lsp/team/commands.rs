@@ -56,6 +56,12 @@ pub fn execute(
         commands::APPLY => {
             let target =
                 apply::target(&team, &args::<TargetArgs>(command, arguments)?).map_err(failed)?;
+            if !team.begin_applying(&target.plan) {
+                return Err(failed(format!(
+                    "plan {} is being applied already; answer the editor's first",
+                    target.plan
+                )));
+            }
             let response = json!({"planId": target.plan, "taskIds": target.task_ids()});
             apply::spawn(state.clone(), client.clone(), team, target);
             response
@@ -213,9 +219,17 @@ fn selection(
                 last -= 1; // a selection of whole lines ends at the start of the next
             }
             let text = document.text().slice(chars).to_string();
-            (range.start.line + 1, last + 1, Some(text))
+            (
+                range.start.line.saturating_add(1),
+                last.saturating_add(1),
+                Some(text),
+            )
         }
-        (Some(range), None) => (range.start.line + 1, range.end.line + 1, None),
+        (Some(range), None) => (
+            range.start.line.saturating_add(1),
+            range.end.line.saturating_add(1),
+            None,
+        ),
         (None, Some(document)) => (
             1,
             document.text().len_lines() as u32,
@@ -407,6 +421,7 @@ fn launch(
         plan_id: plan.id.clone(),
         task_id: task.map(|t| format!("{}/{t}", plan.id)),
     };
+    team.launching(&plan.id);
     team.service.registry().update(&plan);
     team.service.publish(Event::PlanChanged {
         plan: plan.id.clone(),
@@ -427,27 +442,41 @@ fn launch(
                     tracing::info!("left {path} out of the snapshot: {reason}");
                 }
                 plan.base = snapshot.commit.to_string();
+                if team.launch_cancelled(&plan.id, false) {
+                    return cancelled_before_start(&team, &plan.id).await;
+                }
+                // Saved through the service, so that a discard meanwhile is never undone.
                 let saved = tokio::task::spawn_blocking({
                     let (team, plan) = (team.clone(), plan.clone());
                     move || {
-                        team.store().journal(
-                            &JournalEntry::new(&plan.id, "plan_created").reason(plan.goal.clone()),
+                        team.service.save(
+                            &plan,
+                            JournalEntry::new(&plan.id, "plan_created").reason(plan.goal.clone()),
                         );
-                        team.store().save_plan(&plan)
+                        team.service.plan(&plan.id)
                     }
                 })
                 .await;
                 match saved {
-                    Ok(Ok(())) => match team.service.start(plan.clone()) {
-                        Ok(()) => return,
-                        Err(err) => err,
-                    },
-                    Ok(Err(err)) => format!("cannot save the plan: {err}"),
+                    Ok(Some(saved)) if saved.status == plan.status => {
+                        match team.service.start(saved) {
+                            Ok(()) => {
+                                // A cancel that came between the check above and the start.
+                                if team.launch_cancelled(&plan.id, true) {
+                                    let _ = team.service.command(&plan.id, Command::Cancel);
+                                }
+                                return;
+                            }
+                            Err(err) => err,
+                        }
+                    }
+                    Ok(_) => return cancelled_before_start(&team, &plan.id).await,
                     Err(err) => format!("cannot save the plan: {err}"),
                 }
             }
             Err(err) => format!("cannot snapshot your files: {err}"),
         };
+        team.launch_cancelled(&plan.id, true);
         tracing::error!("plan {} did not start: {error}", plan.id);
         plan.status = PlanStatus::Failed;
         plan.outcome = Some(error.clone());
@@ -467,6 +496,32 @@ fn launch(
         }
     });
     started
+}
+
+/// A plan cancelled or discarded while its snapshot was taken: it never starts, and it is
+/// recorded as cancelled unless a discard already did so.
+async fn cancelled_before_start(team: &Arc<Team>, id: &str) {
+    team.launch_cancelled(id, true);
+    tracing::info!("plan {id} was cancelled before it started");
+    let (team, id) = (team.clone(), id.to_owned());
+    let _ = tokio::task::spawn_blocking(move || {
+        let Some(mut plan) = team.service.plan(&id) else {
+            return;
+        };
+        if plan.status == PlanStatus::Cancelled {
+            return;
+        }
+        plan.status = PlanStatus::Cancelled;
+        plan.outcome = Some("cancelled before it started".into());
+        for task in &mut plan.tasks {
+            task.status = TaskStatus::Cancelled;
+        }
+        team.service.save(
+            &plan,
+            JournalEntry::new(&id, "cancelled").reason("before it started"),
+        );
+    })
+    .await;
 }
 
 /// The unsaved text of every open document in the repository.
@@ -524,7 +579,7 @@ fn discard(state: &Arc<GlobalState>, team: &Arc<Team>, args: TargetArgs) -> Resu
             plan.id
         )));
     }
-    if team.service.is_running(&plan.id) {
+    if !team.cancel_launch(&plan.id) && team.service.is_running(&plan.id) {
         team.service
             .command(&plan.id, Command::Cancel)
             .map_err(failed)?;
@@ -565,6 +620,9 @@ fn discard(state: &Arc<GlobalState>, team: &Arc<Team>, args: TargetArgs) -> Resu
 
 fn cancel(team: &Arc<Team>, args: TargetArgs) -> Result<Value> {
     let (plan, task) = target_of(team, &args).map_err(failed)?;
+    if team.cancel_launch(&plan.id) {
+        return Ok(Value::Null);
+    }
     let command = match task {
         Some(task) if plan.tasks.len() > 1 => Command::CancelTask(task.id),
         _ => Command::Cancel,
@@ -771,7 +829,7 @@ fn send_back(state: &Arc<GlobalState>, team: &Arc<Team>, args: TargetArgs) -> Re
             ))),
             _ => Some(tower_lsp_server::ls_types::Range::new(
                 tower_lsp_server::ls_types::Position::new(tracked.line, 0),
-                tower_lsp_server::ls_types::Position::new(tracked.end_line + 1, 0),
+                tower_lsp_server::ls_types::Position::new(tracked.end_line.saturating_add(1), 0),
             )),
         }
     };

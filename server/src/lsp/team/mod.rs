@@ -13,6 +13,7 @@ pub mod views;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use tokio::sync::broadcast;
@@ -32,12 +33,63 @@ pub struct Team {
     pub repo: GitRepo,
     /// Files touched by each task's diff, by (plan, task), with the diff's length when read.
     touched: Mutex<TouchedCache>,
+    /// Plans registered but not started yet (their snapshot is being taken), and whether the
+    /// user cancelled or discarded them meanwhile.
+    launching: Mutex<HashMap<String, bool>>,
+    /// Plans whose result is being applied now (one edit at a time per plan: a second would
+    /// apply the same change twice to files that were not open).
+    applying: Mutex<std::collections::HashSet<String>>,
 }
 
 /// By (plan, task): the length of the diff read, and the files it touches.
 type TouchedCache = HashMap<(String, String), (usize, Vec<String>)>;
 
 impl Team {
+    /// Records that `plan` is being launched.
+    pub fn launching(&self, plan: &str) {
+        self.lock_launching().insert(plan.to_owned(), false);
+    }
+
+    /// Cancels `plan` if it is still being launched; false when it is not.
+    pub fn cancel_launch(&self, plan: &str) -> bool {
+        match self.lock_launching().get_mut(plan) {
+            Some(cancelled) => {
+                *cancelled = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the launch of `plan` was cancelled (`remove`: and it is over).
+    pub fn launch_cancelled(&self, plan: &str, remove: bool) -> bool {
+        let mut launching = self.lock_launching();
+        let cancelled = launching.get(plan).copied().unwrap_or(false);
+        if remove {
+            launching.remove(plan);
+        }
+        cancelled
+    }
+
+    /// Marks `plan` as being applied; false when it already is.
+    pub fn begin_applying(&self, plan: &str) -> bool {
+        self.applying
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(plan.to_owned())
+    }
+
+    pub fn end_applying(&self, plan: &str) {
+        self.applying
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(plan);
+    }
+
+    fn lock_launching(&self) -> std::sync::MutexGuard<'_, HashMap<String, bool>> {
+        self.launching.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The repository's working tree (the workspace folder may be below it).
     pub fn workdir(&self) -> &Path {
         self.repo.workdir()
@@ -148,6 +200,9 @@ pub struct TeamState {
     /// Progress tokens of running agents: token → (plan, task).
     progress: Mutex<HashMap<String, (String, String)>>,
     publisher: OnceLock<publish::Publisher>,
+    /// A `configure` is under way; another asked for meanwhile runs after it.
+    configuring: AtomicBool,
+    configure_again: AtomicBool,
 }
 
 impl TeamState {
@@ -180,8 +235,26 @@ impl TeamState {
 }
 
 /// Starts the team for the workspace, or gives running plans' successors the new
-/// configuration. Called after every configuration load that succeeded.
+/// configuration. Called after every configuration load that succeeded. One at a time: a
+/// reload that arrives while the team is starting (editors send `didChangeConfiguration`
+/// right after `initialized`) reconfigures it once it is up, rather than starting a second.
 pub async fn configure(state: Arc<GlobalState>, client: Client) {
+    if state.team.configuring.swap(true, Ordering::SeqCst) {
+        state.team.configure_again.store(true, Ordering::SeqCst);
+        return;
+    }
+    loop {
+        configure_once(state.clone(), client.clone()).await;
+        state.team.configuring.store(false, Ordering::SeqCst);
+        if !state.team.configure_again.swap(false, Ordering::SeqCst)
+            || state.team.configuring.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+    }
+}
+
+async fn configure_once(state: Arc<GlobalState>, client: Client) {
     let config = state.config_state().current.clone();
     state
         .team
@@ -233,6 +306,8 @@ pub async fn configure(state: Arc<GlobalState>, client: Client) {
         service: TeamService::new(context),
         repo,
         touched: Mutex::new(HashMap::new()),
+        launching: Mutex::new(HashMap::new()),
+        applying: Mutex::new(Default::default()),
     });
     // Listen before anything can happen.
     bridge::start(state.clone(), client.clone(), team.clone());
@@ -283,6 +358,16 @@ pub async fn configure(state: Arc<GlobalState>, client: Client) {
                             &task.id,
                             &commit,
                             task.findings.clone(),
+                            // Findings on code in the user's files (applied, or reviewed in
+                            // place) only where that code is still as reviewed; findings on
+                            // a result not applied yet, near the lines it will replace.
+                            if plan.status == crate::team::PlanStatus::Applied
+                                || matches!(task.kind, crate::team::plan::TaskKind::Review { .. })
+                            {
+                                placement::Mode::Exact
+                            } else {
+                                placement::Mode::Near
+                            },
                         )
                         .await;
                     }

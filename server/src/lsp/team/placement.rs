@@ -12,7 +12,18 @@ use super::Team;
 use crate::lsp::findings::{Tracked, line_anchor};
 use crate::lsp::state::GlobalState;
 use crate::team::plan::Finding;
-use crate::text::edits::map_line;
+use crate::text::edits::{map_line, map_line_exact};
+
+/// How to place findings whose line the user's text does not have as the reviewer saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Just reviewed: near the change that replaced the line (a result not applied yet, or
+    /// code the user edited while the reviewer read it).
+    Near,
+    /// Restored after a restart: only findings whose lines are still there as reviewed; the
+    /// others were fixed or rewritten while pitcrew was not watching.
+    Exact,
+}
 
 /// Tries before placing by line alone: the user's typing can change a buffer while the diff is
 /// computed.
@@ -35,6 +46,7 @@ pub async fn place(
     task: &str,
     commit: &str,
     findings: Vec<Finding>,
+    mode: Mode,
 ) {
     let title = team
         .service
@@ -73,8 +85,13 @@ pub async fn place(
                 plan_document.clone(),
             );
             move || {
-                let tracked =
-                    map_findings(&sides, &findings, &current, &plan, &title, plan_document);
+                let tracked = map_findings(
+                    &sides,
+                    &findings,
+                    &current,
+                    (&plan, &title, plan_document),
+                    mode,
+                );
                 (tracked, current)
             }
         };
@@ -99,6 +116,14 @@ pub async fn place(
                 t.anchor = Some(line_anchor(doc.text(), t.line, t.end_line));
             }
         }
+        // A plan discarded while its findings were being placed keeps none.
+        let gone = team
+            .service
+            .plan(plan)
+            .is_none_or(|p| p.status == crate::team::PlanStatus::Cancelled);
+        if gone {
+            return;
+        }
         let touched = state.findings().replace_task(plan, task, tracked);
         drop(documents);
         placed = Some(touched);
@@ -114,9 +139,8 @@ fn map_findings(
     sides: &HashMap<String, Sides>,
     findings: &[Finding],
     current: &Current,
-    plan: &str,
-    title: &str,
-    plan_document: Option<Uri>,
+    (plan, title, plan_document): (&str, &str, Option<Uri>),
+    mode: Mode,
 ) -> Vec<Tracked> {
     let mut texts: HashMap<&str, String> = HashMap::new();
     let mut tracked = Vec::new();
@@ -132,22 +156,39 @@ fn map_findings(
                 Some((_, rope)) => rope.to_string(),
                 None => side.disk.clone(),
             });
-        let first = finding.line.saturating_sub(1) as usize;
+        // Lines come from a model: keep them within the reviewed text.
+        let lines = side.reviewed.lines().count().max(1);
+        let first = (finding.line.saturating_sub(1) as usize).min(lines - 1);
         let last = finding
             .end_line
-            .map(|l| l.saturating_sub(1) as usize)
+            .map(|l| (l.saturating_sub(1) as usize).min(lines - 1))
             .unwrap_or(first)
             .max(first);
-        let line = map_line(&side.reviewed, now, first);
-        let end_line = map_line(&side.reviewed, now, last).max(line);
+        let (line, end_line) = match mode {
+            Mode::Near => {
+                let line = map_line(&side.reviewed, now, first);
+                (line, map_line(&side.reviewed, now, last).max(line))
+            }
+            Mode::Exact => {
+                let Some(line) = map_line_exact(&side.reviewed, now, first) else {
+                    continue;
+                };
+                let end = map_line_exact(&side.reviewed, now, last).unwrap_or(line);
+                (line, end.max(line))
+            }
+        };
+        let (line, end_line) = (
+            u32::try_from(line).unwrap_or(u32::MAX - 1),
+            u32::try_from(end_line).unwrap_or(u32::MAX - 1),
+        );
         tracked.push(Tracked {
             finding: finding.clone(),
             plan: plan.to_owned(),
             title: title.to_owned(),
             uri: uri.clone(),
             anchor: None,
-            line: line as u32,
-            end_line: end_line as u32,
+            line,
+            end_line,
             plan_document: plan_document.clone(),
         });
     }
