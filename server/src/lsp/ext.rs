@@ -130,10 +130,10 @@ pub struct TaskParams {
     pub path: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// A task in detail: its summary's fields, with `findings` the list of findings rather than
+/// their count (serialized by hand, so that the key appears once).
+#[derive(Debug, Clone)]
 pub struct TaskDetail {
-    #[serde(flatten)]
     pub summary: TaskSummary,
     pub plan_id: String,
     pub instructions: String,
@@ -148,6 +148,48 @@ pub struct TaskDetail {
     /// The files its result changes, from where it started to its result (empty until it
     /// has one); for diff views.
     pub files: Vec<TaskFile>,
+}
+
+/// The fields of `TaskDetail` beside its summary's.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskDetailFields<'a> {
+    plan_id: &'a str,
+    instructions: &'a str,
+    handoff: &'a Option<String>,
+    verdict: &'a Option<String>,
+    diff: &'a Option<String>,
+    findings: &'a [serde_json::Value],
+    checks: &'a [serde_json::Value],
+    transcript_summary: &'a [String],
+    files: &'a [TaskFile],
+}
+
+impl Serialize for TaskDetail {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        let to_map = |value: serde_json::Value| match value {
+            serde_json::Value::Object(map) => Ok(map),
+            _ => Err(S::Error::custom("a task serializes to an object")),
+        };
+        let mut map = to_map(serde_json::to_value(&self.summary).map_err(S::Error::custom)?)?;
+        let fields = TaskDetailFields {
+            plan_id: &self.plan_id,
+            instructions: &self.instructions,
+            handoff: &self.handoff,
+            verdict: &self.verdict,
+            diff: &self.diff,
+            findings: &self.findings,
+            checks: &self.checks,
+            transcript_summary: &self.transcript_summary,
+            files: &self.files,
+        };
+        // The detail's `findings` (the list) replaces the summary's (the count).
+        map.extend(to_map(
+            serde_json::to_value(fields).map_err(S::Error::custom)?,
+        )?);
+        map.serialize(serializer)
+    }
 }
 
 /// A file a task's result changes.
@@ -263,4 +305,46 @@ pub struct ConfigResult {
     pub config: serde_json::Value,
     pub sources: Vec<crate::config::SourceReport>,
     pub errors: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_detail_has_one_findings_key_holding_the_list() {
+        let detail = TaskDetail {
+            summary: TaskSummary {
+                task_id: "p1/t1".into(),
+                title: "t".into(),
+                status: "ready".into(),
+                role: None,
+                kind: "implement".into(),
+                depends_on: vec![],
+                branch: None,
+                round: 0,
+                findings: 1,
+                tokens: 0,
+                cost_usd: 0.0,
+                started_at: None,
+                finished_at: None,
+                error: None,
+            },
+            plan_id: "p1".into(),
+            instructions: "do it".into(),
+            handoff: None,
+            verdict: None,
+            diff: None,
+            findings: vec![serde_json::json!({"id": "f1"})],
+            checks: vec![],
+            transcript_summary: vec![],
+            files: vec![],
+        };
+        let text = serde_json::to_string(&detail).unwrap();
+        assert_eq!(text.matches("\"findings\"").count(), 1, "{text}");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["findings"][0]["id"], "f1");
+        assert_eq!(value["taskId"], "p1/t1");
+        assert_eq!(value["planId"], "p1");
+    }
 }
