@@ -1,0 +1,568 @@
+// The pitcrew extension: runs `pitcrew lsp` for the workspace folder with vscode-languageclient
+// and adds what plain LSP cannot show: commands to delegate, review and plan, the Plans view, the
+// task diffs and a status bar item. The server's own commands (`pitcrew.delegate`, …, used by
+// its code actions) are registered by languageclient; the extension's commands are
+// `pitcrew.ui.*` and call them with `workspace/executeCommand`.
+
+import * as readline from 'node:readline';
+import * as vscode from 'vscode';
+import {
+  DidChangeConfigurationNotification,
+  ExecuteCommandRequest,
+  LanguageClient,
+  ResponseError,
+  State,
+  type LanguageClientOptions,
+  type ServerOptions,
+} from 'vscode-languageclient/node';
+
+import * as args from './args';
+import * as ext from './lsp_ext';
+import { mergePlan, statusSpec, targetChoices, type Action, type PlanNode } from './plan_model';
+import { PlanTree } from './plan_view';
+import { parseServerLine } from './server_log';
+import { isMissing, resolveServer } from './server_path';
+import { configLayer, coversKeys, needsRestart, type ConfigLayer } from './settings';
+import { SCHEME, TaskDocuments } from './task_documents';
+
+const VIEW = 'pitcrew.plans';
+/** How long to keep asking while the server is still loading its configuration. */
+const STARTING_TIMEOUT_MS = 30_000;
+
+export function activate(context: vscode.ExtensionContext): Promise<void> {
+  const controller = new Controller();
+  context.subscriptions.push(controller);
+  return controller.restart();
+}
+
+export function deactivate(): void {
+  // The controller is in the subscriptions: disposing it stops the client.
+}
+
+type Connection = 'starting' | 'running' | 'stopped';
+
+class Controller implements vscode.Disposable {
+  private readonly log = vscode.window.createOutputChannel('pitcrew', { log: true });
+  private readonly tree = new PlanTree();
+  private readonly view: vscode.TreeView<PlanNode>;
+  private readonly status = vscode.window.createStatusBarItem('pitcrew.status', vscode.StatusBarAlignment.Left, 10);
+  private readonly documents: TaskDocuments;
+  private client: LanguageClient | undefined;
+  private folder: vscode.WorkspaceFolder | undefined;
+  private plans: ext.PlanSnapshot[] = [];
+  private connection: Connection = 'stopped';
+  /** The configuration sent as `initializationOptions` to the running server. */
+  private sentLayer: ConfigLayer | undefined;
+  /** Restarts run one after the other. */
+  private restarting: Promise<void> = Promise.resolve();
+  private readonly disposables: vscode.Disposable[] = [];
+
+  constructor() {
+    this.view = vscode.window.createTreeView(VIEW, { treeDataProvider: this.tree, showCollapseAll: true });
+    this.documents = new TaskDocuments(
+      (taskId, path) =>
+        this.request<ext.TaskDetail>(ext.TASK, { taskId, path } satisfies ext.TaskParams),
+      () => this.folder?.uri,
+    );
+    this.status.name = 'pitcrew';
+    this.status.command = { command: `${VIEW}.focus`, title: 'Show the plans' };
+    this.updateStatus();
+    this.status.show();
+
+    const command = (id: string, run: (...a: any[]) => unknown) =>
+      vscode.commands.registerCommand(id, async (...a: any[]) => {
+        try {
+          await run(...a);
+        } catch (err) {
+          this.showError(err);
+        }
+      });
+    this.disposables.push(
+      this.log,
+      this.tree,
+      this.view,
+      this.status,
+      this.documents,
+      vscode.workspace.registerTextDocumentContentProvider(SCHEME, this.documents),
+      vscode.commands.registerCommand('pitcrew.restart', () => this.restart()),
+      command('pitcrew.showLog', () => this.log.show()),
+      command('pitcrew.ui.delegate', () => this.delegate()),
+      command('pitcrew.ui.review', () => this.review()),
+      command('pitcrew.ui.plan', () => this.plan()),
+      command('pitcrew.ui.apply', (node?: PlanNode) => this.act('apply', node)),
+      command('pitcrew.ui.discard', (node?: PlanNode) => this.act('discard', node)),
+      command('pitcrew.ui.cancel', (node?: PlanNode) => this.act('cancel', node)),
+      command('pitcrew.ui.retry', (node?: PlanNode) => this.act('retry', node)),
+      command('pitcrew.ui.answer', (node?: PlanNode) => this.answer(node)),
+      command('pitcrew.ui.showPlan', (node?: PlanNode) => this.showPlan(node)),
+      command('pitcrew.ui.openTaskDiff', (node?: PlanNode) => this.openTaskDiff(node)),
+      command('pitcrew.ui.refreshPlans', () => this.loadPlans()),
+      vscode.workspace.onDidChangeConfiguration((e) => this.configurationChanged(e)),
+      vscode.workspace.onDidChangeWorkspaceFolders(() => {
+        if (this.folder === undefined || !vscode.workspace.workspaceFolders?.includes(this.folder)) {
+          void this.restart();
+        }
+      }),
+    );
+  }
+
+  dispose(): void {
+    void this.stop();
+    for (const disposable of this.disposables) {
+      disposable.dispose();
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // The client's life.
+
+  /** (Re)starts the server: `pitcrew.restart`, activation and settings changes all come here. */
+  restart(): Promise<void> {
+    this.restarting = this.restarting.then(
+      () => this.doRestart(),
+      () => this.doRestart(),
+    );
+    return this.restarting;
+  }
+
+  private async doRestart(): Promise<void> {
+    await this.stop();
+    this.folder = vscode.workspace.workspaceFolders?.[0];
+    if (this.folder === undefined) {
+      this.log.info('no workspace folder open: pitcrew starts when a folder is opened');
+      return;
+    }
+    if (this.folder.uri.scheme !== 'file') {
+      this.log.warn(`${this.folder.uri.toString()} is not a local folder; pitcrew needs one`);
+      return;
+    }
+    const settings = vscode.workspace.getConfiguration('pitcrew', this.folder);
+    const server = resolveServer({
+      envPath: process.env.PITCREW_SERVER_PATH,
+      settingPath: settings.get<string>('server.path'),
+      searchPath: process.env.PATH,
+      workspaceFolder: this.folder.uri.fsPath,
+      pathExtensions: process.platform === 'win32' ? (process.env.PATHEXT ?? '.EXE').split(';') : [''],
+    });
+    if (isMissing(server)) {
+      this.log.error(server.message);
+      this.setConnection('stopped');
+      void vscode.window.showErrorMessage(server.message, 'Open Settings', 'Show Log').then((choice) => {
+        if (choice === 'Open Settings') {
+          void vscode.commands.executeCommand('workbench.action.openSettings', 'pitcrew.server.path');
+        } else if (choice === 'Show Log') {
+          this.log.show();
+        }
+      });
+      return;
+    }
+    this.log.info(`starting ${server.command} lsp (from ${server.source}) in ${this.folder.uri.fsPath}`);
+    const layer = this.configLayer();
+    this.sentLayer = layer;
+    const serverOptions: ServerOptions = {
+      command: server.command,
+      args: ['lsp'],
+      options: { cwd: this.folder.uri.fsPath },
+    };
+    const clientOptions: LanguageClientOptions = {
+      documentSelector: [{ scheme: 'file', pattern: `${escapeGlob(this.folder.uri.fsPath)}/**/*` }],
+      workspaceFolder: this.folder,
+      outputChannel: this.log,
+      traceOutputChannel: this.log,
+      // The server logs to stderr with tracing's levels: keep them (languageclient would log
+      // every stderr line as an error).
+      stdioOptions: {
+        stdout: (input, channel) => {
+          readline.createInterface({ input, crlfDelay: Infinity, terminal: false }).on('line', (line) => channel.info(line));
+        },
+        stderr: (input, channel) => {
+          readline.createInterface({ input, crlfDelay: Infinity, terminal: false }).on('line', (line) => {
+            const { level, text } = parseServerLine(line);
+            channel[level](text);
+          });
+        },
+      },
+      initializationOptions: layer ?? {},
+      middleware: {
+        // Should the server ask for its settings, it gets the same layer (never `server.*`).
+        workspace: {
+          configuration: (params, token, next) =>
+            params.items.some((item) => item.section === 'pitcrew')
+              ? params.items.map((item) => (item.section === 'pitcrew' ? (this.configLayer() ?? {}) : null))
+              : next(params, token),
+        },
+        // Delegations started from the server's code actions show in the view like any other.
+        executeCommand: async (command, commandArgs, next) => {
+          const result = await next(command, commandArgs);
+          this.started(result);
+          return result;
+        },
+      },
+    };
+    const client = new LanguageClient('pitcrew', 'pitcrew', serverOptions, clientOptions);
+    this.client = client;
+    this.setConnection('starting');
+    client.onDidChangeState((e) => {
+      if (this.client === client) {
+        this.setConnection(e.newState === State.Running ? 'running' : e.newState === State.Starting ? 'starting' : 'stopped');
+      }
+    });
+    client.onNotification(ext.PLAN_CHANGED, (params: ext.PlanChangedParams) => this.planChanged(params));
+    try {
+      await client.start();
+    } catch (err) {
+      this.log.error(`the server did not start: ${message(err)}`);
+      if (this.client === client) {
+        this.client = undefined;
+        this.setConnection('stopped');
+      }
+      void vscode.window
+        .showErrorMessage(`pitcrew: the server did not start (${message(err)}).`, 'Show Log', 'Open Settings')
+        .then((choice) => {
+          if (choice === 'Show Log') {
+            this.log.show();
+          } else if (choice === 'Open Settings') {
+            void vscode.commands.executeCommand('workbench.action.openSettings', 'pitcrew.server');
+          }
+        });
+      return;
+    }
+    this.loadPlans().catch((err) => this.log.warn(`cannot list the plans: ${message(err)}`));
+  }
+
+  private async stop(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    this.setConnection('stopped');
+    if (client !== undefined && client.state !== State.Stopped) {
+      try {
+        await client.stop(5000);
+      } catch (err) {
+        this.log.warn(`stopping the server: ${message(err)}`);
+      }
+    }
+  }
+
+  private configLayer(): ConfigLayer | undefined {
+    const settings = vscode.workspace.getConfiguration('pitcrew', this.folder);
+    const built = configLayer((key) => settings.get(key));
+    if (built.dropped.length > 0) {
+      const text = `pitcrew: ${built.dropped.join(', ')} look like keys and were not sent; keys never go in settings. Set api_key_env to the name of the environment variable that holds the key.`;
+      this.log.warn(text);
+      void vscode.window.showWarningMessage(text);
+    }
+    return built.layer;
+  }
+
+  private configurationChanged(e: vscode.ConfigurationChangeEvent): void {
+    if (!e.affectsConfiguration('pitcrew')) {
+      return;
+    }
+    const layer = this.configLayer();
+    if (needsRestart((section) => e.affectsConfiguration(section)) || !coversKeys(layer, this.sentLayer)) {
+      void this.restart();
+      return;
+    }
+    // Models, roles and team limits reload in place: running agents keep running.
+    void this.client?.sendNotification(DidChangeConfigurationNotification.type, { settings: layer ?? {} });
+  }
+
+  private setConnection(connection: Connection): void {
+    this.connection = connection;
+    this.updateStatus();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Plans.
+
+  private async loadPlans(): Promise<void> {
+    const result = await this.request<ext.PlansResult>(ext.PLANS, null);
+    this.plans = result.plans;
+    this.plansChanged();
+  }
+
+  private planChanged(params: ext.PlanChangedParams): void {
+    this.plans = mergePlan(this.plans, params.plan);
+    this.plansChanged();
+    this.documents.planChanged(params.planId);
+  }
+
+  private plansChanged(): void {
+    this.tree.update(this.plans);
+    this.updateStatus();
+  }
+
+  private updateStatus(): void {
+    const spec = statusSpec(this.plans, this.connection);
+    this.status.text = spec.text;
+    this.status.tooltip = spec.tooltip;
+    this.status.backgroundColor = spec.busy ? new vscode.ThemeColor('statusBarItem.prominentBackground') : undefined;
+  }
+
+  /** After a command that started work: show it in the view, without taking the focus. */
+  private started(result: unknown): void {
+    const started = result as Partial<ext.Started> | null | undefined;
+    const id = started?.taskId ?? started?.planId;
+    if (typeof id !== 'string') {
+      return;
+    }
+    void this.revealWhenListed(id);
+  }
+
+  private async revealWhenListed(id: string): Promise<void> {
+    for (let attempt = 0; attempt < 40; attempt++) {
+      const node = this.tree.find(id);
+      if (node !== undefined) {
+        if (!this.view.visible) {
+          return;
+        }
+        try {
+          await this.view.reveal(node, { select: true, focus: false, expand: true });
+          return;
+        } catch {
+          // The view has not rendered the new plan yet.
+        }
+      }
+      await delay(50);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Talking to the server.
+
+  private async request<R>(method: string, params: unknown): Promise<R> {
+    const deadline = Date.now() + STARTING_TIMEOUT_MS;
+    for (;;) {
+      const client = this.client;
+      if (client === undefined || this.connection === 'stopped') {
+        throw new NotRunning();
+      }
+      if (!client.isRunning()) {
+        await delay(100);
+        if (Date.now() > deadline) {
+          throw new NotRunning();
+        }
+        continue;
+      }
+      try {
+        // No params at all rather than `null`: vscode-jsonrpc would send `[null]`.
+        return await (params === null ? client.sendRequest<R>(method) : client.sendRequest<R>(method, params));
+      } catch (err) {
+        // The team is still loading its configuration: ask again shortly.
+        if (err instanceof ResponseError && /still starting/.test(err.message) && Date.now() < deadline) {
+          await delay(150);
+          continue;
+        }
+        throw err;
+      }
+    }
+  }
+
+  private executeServer<R>(command: ext.ServerCommand, argument: unknown): Promise<R> {
+    return this.request<R>(ExecuteCommandRequest.method, { command, arguments: [argument] });
+  }
+
+  private showError(err: unknown): void {
+    if (err instanceof NotRunning) {
+      void vscode.window.showErrorMessage('pitcrew: the server is not running.', 'Restart', 'Show Log').then((choice) => {
+        if (choice === 'Restart') {
+          void this.restart();
+        } else if (choice === 'Show Log') {
+          this.log.show();
+        }
+      });
+      return;
+    }
+    const text = message(err);
+    this.log.error(text);
+    void vscode.window.showErrorMessage(text.startsWith('pitcrew') ? text : `pitcrew: ${text}`);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Commands.
+
+  /** The active editor's file in the workspace, as LSP URI and range. */
+  private selection(): { uri: string; range: ext.Range | undefined; editor: vscode.TextEditor; label: string } {
+    const editor = vscode.window.activeTextEditor;
+    if (editor === undefined || editor.document.uri.scheme !== 'file') {
+      throw new Error('pitcrew: open a file of the workspace and select the code first.');
+    }
+    const client = this.client;
+    if (client === undefined) {
+      throw new NotRunning();
+    }
+    const converter = client.code2ProtocolConverter;
+    const range = args.selectionRange(converter.asRange(editor.selection));
+    const label = args.describeSelection(vscode.workspace.asRelativePath(editor.document.uri), range);
+    return { uri: converter.asUri(editor.document.uri), range, editor, label };
+  }
+
+  private async delegate(): Promise<void> {
+    const selection = this.selection();
+    const choice = await vscode.window.showQuickPick(args.PRESET_CHOICES, {
+      title: `pitcrew: delegate ${selection.label}`,
+      placeHolder: 'What should the implementer do?',
+      matchOnDescription: true,
+    });
+    if (choice === undefined) {
+      return;
+    }
+    let instruction: string | undefined;
+    if (choice.custom) {
+      instruction = await vscode.window.showInputBox({
+        title: `pitcrew: delegate ${selection.label}`,
+        prompt: 'The instruction for the implementer',
+        placeHolder: 'e.g. handle the empty input and add a test for it',
+        validateInput: (value) => (value.trim() === '' ? 'Say what to do' : undefined),
+      });
+      if (instruction === undefined) {
+        return;
+      }
+    }
+    const diagnostics =
+      choice.preset === 'fix'
+        ? vscode.languages
+            .getDiagnostics(selection.editor.document.uri)
+            .filter((d) => d.range.intersection(selection.editor.selection) !== undefined || selection.range === undefined)
+            .map((d) => d.message)
+        : [];
+    const started = await this.executeServer<ext.Started>(
+      ext.commands.delegate,
+      args.delegateArgs(selection.uri, selection.range, { preset: choice.preset, instruction }, diagnostics),
+    );
+    this.started(started);
+    void vscode.window.setStatusBarMessage(`pitcrew: delegated ${selection.label}`, 4000);
+  }
+
+  private async review(): Promise<void> {
+    const selection = this.selection();
+    const started = await this.executeServer<ext.Started>(ext.commands.review, args.reviewArgs(selection.uri, selection.range));
+    this.started(started);
+    void vscode.window.setStatusBarMessage(`pitcrew: reviewing ${selection.label}`, 4000);
+  }
+
+  private async plan(): Promise<void> {
+    const editor = vscode.window.activeTextEditor;
+    const inWorkspace = editor !== undefined && editor.document.uri.scheme === 'file' && !editor.selection.isEmpty;
+    const goal = await vscode.window.showInputBox({
+      title: 'pitcrew: plan a goal',
+      prompt: inWorkspace ? 'The goal for the team (the selection is passed along)' : 'The goal for the team',
+      placeHolder: 'e.g. add a --json flag to the status command, with tests',
+      validateInput: (value) => (value.trim() === '' ? 'Give a goal' : undefined),
+    });
+    if (goal === undefined) {
+      return;
+    }
+    const selection = inWorkspace ? this.selection() : undefined;
+    const started = await this.executeServer<ext.Started>(ext.commands.plan, args.planArgs(goal, selection?.uri, selection?.range));
+    this.started(started);
+  }
+
+  /** The plan or task a command acts on: the view's node, else one picked from a quick pick. */
+  private async target(action: Action, node: PlanNode | undefined): Promise<{ planId: string } | { taskId: string } | undefined> {
+    if (node !== undefined) {
+      if (node.kind === 'task') {
+        return node.plan.tasks.length === 1 ? { planId: node.plan.planId } : { taskId: node.task.taskId };
+      }
+      return { planId: node.plan.planId };
+    }
+    await this.loadPlans();
+    const choices = targetChoices(this.plans, action);
+    if (choices.length === 0) {
+      void vscode.window.showInformationMessage(`pitcrew: no plan or task to ${action} now.`);
+      return undefined;
+    }
+    const picked = await vscode.window.showQuickPick(choices, {
+      title: `pitcrew: ${action}`,
+      placeHolder: `The plan or task to ${action}`,
+      matchOnDescription: true,
+    });
+    return picked?.target;
+  }
+
+  private async act(action: Exclude<Action, 'answer'>, node: PlanNode | undefined): Promise<void> {
+    const target = await this.target(action, node);
+    if (target === undefined) {
+      return;
+    }
+    if (action === 'discard') {
+      const what = 'taskId' in target ? `task ${target.taskId}` : `plan ${target.planId}`;
+      const sure = await vscode.window.showWarningMessage(
+        `Discard ${what}? Its work is thrown away.`,
+        { modal: true },
+        'Discard',
+      );
+      if (sure !== 'Discard') {
+        return;
+      }
+    }
+    await this.executeServer(ext.commands[action], args.targetArgs(target));
+  }
+
+  private async answer(node: PlanNode | undefined): Promise<void> {
+    let plan = node?.plan;
+    if (plan === undefined) {
+      await this.loadPlans();
+      const asking = this.plans.filter((p) => p.question !== null);
+      const picked =
+        asking.length <= 1
+          ? asking[0]
+          : (
+              await vscode.window.showQuickPick(
+                asking.map((p) => ({ label: p.question!.text, description: p.planId, plan: p })),
+                { title: 'pitcrew: answer a question' },
+              )
+            )?.plan;
+      if (picked === undefined) {
+        if (asking.length === 0) {
+          void vscode.window.showInformationMessage('pitcrew: the team has no question for you.');
+        }
+        return;
+      }
+      plan = picked;
+    }
+    const question = plan.question;
+    if (question === null) {
+      return;
+    }
+    const choice = await vscode.window.showQuickPick(
+      question.choices.map((c) => ({ label: c.label, description: c.id, id: c.id })),
+      { title: 'pitcrew asks', placeHolder: question.text },
+    );
+    if (choice !== undefined) {
+      await this.executeServer(ext.commands.answer, args.answerArgs(plan.planId, question.escalationId, choice.id));
+    }
+  }
+
+  private async showPlan(node: PlanNode | undefined): Promise<void> {
+    // The server writes the plan's markdown and asks VS Code to show it (window/showDocument).
+    await this.executeServer<ext.ShowPlanResult>(ext.commands.showPlan, node === undefined ? {} : { planId: node.plan.planId });
+  }
+
+  private async openTaskDiff(node: PlanNode | undefined): Promise<void> {
+    if (node === undefined || node.kind !== 'task') {
+      await vscode.commands.executeCommand(`${VIEW}.focus`);
+      return;
+    }
+    await this.documents.show(node.task.taskId, node.task.title);
+  }
+}
+
+class NotRunning extends Error {
+  constructor() {
+    super('pitcrew: the server is not running');
+  }
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A path as a literal glob (brackets, braces, stars and question marks escaped). */
+function escapeGlob(path: string): string {
+  return path.replace(/[[\]{}*?]/g, (c) => `[${c}]`);
+}

@@ -1,0 +1,265 @@
+// Drives a real VS Code (code-server, in headless Chromium through playwright-core) the way a
+// user would: open a file, select lines, delegate them through the command palette with a custom
+// instruction, watch the Plans view list the task until it is ready, open its diff, apply it from
+// the view (confirming VS Code's Refactor Preview), then see the buffer change and the reviewer's
+// squiggle. Run by tests/tests/editor_vscode.rs; exits 0 when everything was seen.
+//
+// Environment: VSCODE_URL (code-server's address), WORKSPACE (the folder it serves),
+// PLAYWRIGHT_CORE (the playwright-core package directory), ARTIFACTS (a directory for
+// screenshots), INSTRUCTION (what to delegate), GOAL (what to plan: the fake planner makes it
+// `sub` and `mul`, then `tests` after both, and `mul` stays at work), SCREENSHOT (optional: also
+// write the final screenshot there, for docs/screenshots).
+
+import { createRequire } from 'node:module';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) {
+    throw new Error(`${name} is not set`);
+  }
+  return value;
+};
+
+const url = env('VSCODE_URL');
+const workspace = env('WORKSPACE');
+const artifacts = env('ARTIFACTS');
+const instruction = env('INSTRUCTION');
+const goal = env('GOAL');
+const { chromium } = createRequire(join(env('PLAYWRIGHT_CORE'), 'package.json'))('playwright-core');
+
+const started = Date.now();
+const step = (text) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${text}`);
+mkdirSync(artifacts, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  args: [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-dev-shm-usage',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--no-first-run',
+  ],
+});
+const page = await browser.newPage({ viewport: { width: 1360, height: 820 } });
+page.setDefaultTimeout(20_000);
+const consoleErrors = [];
+page.on('console', (message) => {
+  if (message.type() === 'error') {
+    consoleErrors.push(message.text());
+  }
+});
+
+/** The text of the editor showing `name`, as rendered (nbsp as spaces), top to bottom. */
+async function editorText(editor) {
+  return editor.locator('.view-lines').evaluate((lines) =>
+    [...lines.querySelectorAll('.view-line')]
+      .map((line) => ({ top: parseFloat(line.style.top), text: line.textContent.replace(/\u00a0/g, ' ') }))
+      .sort((a, b) => a.top - b.top)
+      .map((line) => line.text)
+      .join('\n'),
+  );
+}
+
+async function waitForText(locatorText, predicate, what) {
+  const deadline = Date.now() + 20_000;
+  let last = '';
+  while (Date.now() < deadline) {
+    last = await locatorText();
+    if (predicate(last)) {
+      return last;
+    }
+    await page.waitForTimeout(100);
+  }
+  throw new Error(`${what}; last seen:\n${last}`);
+}
+
+/** Runs a command from the palette by its title, as a user types it. */
+async function runCommand(title) {
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible' });
+  await input.fill(`>${title}`);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor();
+  await page.keyboard.press('Enter');
+}
+
+/** Chooses an item of the open context menu (which can ignore a click as it opens). */
+async function chooseFromMenu(name) {
+  const item = page.getByRole('menuitem', { name, exact: true });
+  await item.waitFor();
+  const deadline = Date.now() + 10_000;
+  while (await item.isVisible()) {
+    if (Date.now() > deadline) {
+      throw new Error(`the context menu ignored clicks on ${name}`);
+    }
+    await item.click().catch(() => {});
+    await item.waitFor({ state: 'hidden', timeout: 1000 }).catch(() => {});
+  }
+}
+
+try {
+  await page.goto(`${url}/?folder=${encodeURIComponent(workspace)}`);
+  await page.locator('.monaco-workbench').waitFor();
+  step('workbench loaded');
+
+  // The extension is active and its server is up: the status bar item shows it.
+  const status = page.locator('[id="pitcrew.pitcrew.pitcrew.status"]');
+  await status.locator('.codicon-organization').waitFor();
+  step(`status bar: ${(await status.textContent()).trim()}`);
+
+  // Open src/lib.rs with Quick Open.
+  await page.keyboard.press('Control+P');
+  await page.locator('.quick-input-widget input').fill('src/lib.rs');
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: 'lib.rs' }).first().waitFor();
+  await page.keyboard.press('Enter');
+  const editor = page.locator('.editor-instance .monaco-editor[data-uri$="src/lib.rs"]').first();
+  await editor.waitFor();
+  const original = await waitForText(() => editorText(editor), (t) => t.includes('todo!()'), 'src/lib.rs did not open');
+  step('opened src/lib.rs');
+
+  // Select its three lines, as with the keyboard.
+  await editor.locator('.view-lines').click();
+  await page.keyboard.press('Control+Home');
+  for (let i = 0; i < 3; i++) {
+    await page.keyboard.press('Shift+ArrowDown');
+  }
+  await page.locator('.editor-instance .selected-text').first().waitFor();
+  step('selected lines 1-3');
+
+  // Delegate through the palette: "Custom instruction…", then the instruction.
+  await runCommand('pitcrew: Delegate Selection…');
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Custom instruction…' }).waitFor();
+  await page.locator('.quick-input-widget input').fill('Custom instruction');
+  await page.keyboard.press('Enter');
+  await page.locator('.quick-input-widget .quick-input-message', { hasText: '' }).first().waitFor({ state: 'attached' });
+  await page.locator('.quick-input-widget input').fill(instruction);
+  await page.keyboard.press('Enter');
+  step(`delegated: ${instruction}`);
+
+  // The status bar item reveals the Plans view, which lists the task until it is ready.
+  await status.click();
+  const view = page.locator('.pane', { has: page.locator('.pane-header', { hasText: 'Plans' }) });
+  const taskRow = view.locator('.monaco-list-row[aria-level="2"]', { hasText: instruction });
+  await taskRow.waitFor();
+  step(`plan view lists the task: ${(await taskRow.textContent()).trim()}`);
+  await view
+    .locator('.monaco-list-row[aria-level="2"]', { hasText: instruction })
+    .filter({ hasText: 'ready' })
+    .waitFor();
+  step(`task ready: ${(await taskRow.textContent()).trim()}`);
+
+  // Clicking the task opens its changes: the diff of src/lib.rs from pitcrew/task.
+  await taskRow.click();
+  const diff = page.locator('.editor-instance .monaco-diff-editor');
+  await diff.waitFor();
+  const modified = diff.locator('.editor.modified');
+  const after = await waitForText(() => editorText(modified), (t) => t.includes('a + b'), 'the diff does not show the result');
+  const before = await editorText(diff.locator('.editor.original'));
+  if (!before.includes('todo!()')) {
+    throw new Error(`the diff's left side is not the buffer:\n${before}`);
+  }
+  step(`diff shows the result (${after.split('\n').length} lines)`);
+  await page.screenshot({ path: join(artifacts, 'vscode-diff.png') });
+
+  // Apply from the view's context menu.
+  await taskRow.click({ button: 'right' });
+  await chooseFromMenu('Apply');
+  step('apply chosen from the context menu');
+
+  // The edit asks for confirmation, so VS Code shows it in the Refactor Preview with its changes
+  // unticked: tick the file (all its changes), then Apply, as a user does.
+  const preview = page.locator('.bulk-edit-panel');
+  const file = preview.locator('.monaco-list-row', { hasText: 'lib.rs' }).first();
+  await file.waitFor();
+  step(`refactor preview shows: ${(await preview.locator('.monaco-list-rows').textContent()).trim()}`);
+  const tick = file.locator('.edit-checkbox, input[type=checkbox], .monaco-checkbox').first();
+  await tick.click();
+  await preview.locator('.monaco-button', { hasText: /^Apply$/ }).click();
+  await preview.waitFor({ state: 'hidden' });
+  step('refactor preview applied');
+
+  // The buffer has the result, and the reviewer's finding squiggles under it.
+  await page.locator('.tabs-container .tab', { hasText: 'lib.rs' }).filter({ hasNot: page.locator('text=↔') }).first().click();
+  const result = await waitForText(
+    () => editorText(editor),
+    (t) => t.includes('a + b') && !t.includes('todo!()'),
+    'the buffer did not change',
+  );
+  step('buffer changed');
+  await editor.locator('.squiggly-warning').first().waitFor();
+  step('reviewer squiggle shown');
+
+  await view.locator('.monaco-list-row[aria-level="1"]', { hasText: 'applied' }).waitFor();
+  step('plan applied in the view');
+
+  // Plan a goal from the palette: the planner's tasks show with their dependencies and states,
+  // and the status bar counts the agent at work.
+  await runCommand('pitcrew: Plan a Goal…');
+  await page.locator('.quick-input-widget input').fill(goal);
+  await page.keyboard.press('Enter');
+  step(`planned: ${goal}`);
+  const row = (title) => view.locator('.monaco-list-row[aria-level="2"]', { hasText: title });
+  await row('Add sub').filter({ hasText: 'ready' }).waitFor();
+  await row('Add mul').filter({ hasText: 'running · implementer' }).waitFor();
+  await row('Test sub and mul').filter({ hasText: 'pending · after sub, mul' }).waitFor();
+  step('plan view lists the planned tasks, their states and dependencies');
+  await status.filter({ hasText: '1 agent' }).waitFor();
+  step(`status bar: ${(await status.textContent()).trim()}`);
+
+  // A task without changes yet opens as a document: its instructions and state.
+  await row('Test sub and mul').click();
+  const detail = page.locator('.editor-instance .monaco-editor[data-uri*="-tests.md"]');
+  await waitForText(() => editorText(detail), (t) => t.includes('# Test sub and mul') && t.includes('pending'), 'the task detail did not open');
+  step('a pending task opens as its detail');
+  await page.keyboard.press('Control+W');
+  await editor.waitFor();
+
+  // What a user looks at: no selection, no toasts, the finding under the mouse, a wider view.
+  await runCommand('Notifications: Clear All Notifications');
+  await page.keyboard.press('Escape');
+  const sidebar = await page.locator('.part.sidebar').boundingBox();
+  if (sidebar !== null) {
+    // Drag the sidebar's edge (its sash) to the right.
+    const edge = sidebar.x + sidebar.width;
+    await page.mouse.move(edge, sidebar.y + 300);
+    await page.mouse.down();
+    await page.mouse.move(edge + 90, sidebar.y + 300, { steps: 5 });
+    await page.mouse.move(edge + 180, sidebar.y + 300, { steps: 5 });
+    await page.mouse.up();
+  }
+  await editor.locator('.view-lines').click({ position: { x: 300, y: 200 } });
+  // The squiggle is drawn under the text layer, which takes the mouse: hover where it is.
+  await editor.locator('.squiggly-warning').first().hover({ force: true });
+  const hover = page.locator('.monaco-hover', { hasText: 'overflows on large inputs' });
+  await hover.first().waitFor();
+  step('hovering the squiggle shows the reviewer\'s finding');
+
+  const screenshot = join(artifacts, 'vscode-plan-view.png');
+  await page.screenshot({ path: screenshot });
+  if (process.env.SCREENSHOT) {
+    await page.screenshot({ path: process.env.SCREENSHOT });
+  }
+  console.log(JSON.stringify({ ok: true, original, result, screenshot }));
+} catch (err) {
+  const failure = join(artifacts, 'vscode-failure.png');
+  await page.screenshot({ path: failure }).catch(() => {});
+  console.error(`FAILED: ${err.stack ?? err}`);
+  const toasts = await page.locator('.notifications-toasts').textContent().catch(() => '');
+  if (toasts) {
+    console.error(`notifications: ${toasts}`);
+  }
+  const panel = await page.locator('.part.panel').evaluate((p) => p.outerHTML).catch(() => '');
+  console.error(`panel: ${panel.replace(/style="[^"]*"/g, '').slice(0, 8000)}`);
+  console.error(`screenshot: ${failure}`);
+  if (consoleErrors.length > 0) {
+    console.error(`browser console errors:\n${consoleErrors.slice(-20).join('\n')}`);
+  }
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
