@@ -849,3 +849,27 @@ fn a_second_apply_while_the_editor_is_asked_is_refused() {
     assert!(error.message.contains("being applied already"), "{error:?}");
     assert_eq!(apply_edits(&mut server).len(), 1, "the edit was sent once");
 }
+
+#[test]
+fn retrying_a_plan_that_failed_runs_it_again_to_ready() {
+    // The first call fails for good (no quota); after the user tops up, a retry succeeds.
+    let mut responses = vec![json!({
+        "when": {"role": "implementer", "task": "delegated"},
+        "fault": {"kind": "quota"}
+    })];
+    responses.extend(implement_add("delegated"));
+    let scenario = scenario(responses);
+    let mut server = start(&scenario);
+    let uri = server.uri("src/lib.rs");
+    let (plan, task) = delegate_from_comment(&mut server, &uri);
+    let failed = server.wait_for_plan(&plan, "failed");
+    assert_eq!(failed["tasks"][0]["status"], "failed", "{failed:#}");
+    assert_eq!(failed["running"], false);
+
+    server
+        .command("pitcrew.retry", json!({"taskId": task}))
+        .expect("the retry is taken");
+    let ready = server.wait_for_plan(&plan, "ready");
+    assert_eq!(ready["tasks"][0]["status"], "ready", "{ready:#}");
+    assert_eq!(ready["tasks"][0]["findings"], 1);
+}

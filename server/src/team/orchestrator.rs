@@ -200,6 +200,17 @@ impl Orchestrator {
         self.journal(
             JournalEntry::new(&self.plan.id, "plan_started").reason(self.plan.goal.clone()),
         );
+        // Commands queued before the loop runs come first: an ended plan is started again
+        // with the user's retry waiting, and the retry is what reopens it.
+        let mut queued = Vec::new();
+        if let Some(commands) = &mut self.commands {
+            while let Ok(command) = commands.try_recv() {
+                queued.push(command);
+            }
+        }
+        for command in queued {
+            self.on_command(command);
+        }
         self.resume().await;
         loop {
             if self.stop_after_planning
