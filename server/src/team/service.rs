@@ -300,63 +300,100 @@ impl TeamService {
     }
 
     /// Records that a plan was applied to the user's files (blocking write: call off the
-    /// async workers).
+    /// async workers). Only results are marked: tasks that failed or were cancelled stay so.
     pub fn mark_applied(&self, plan_id: &str, tasks: &[String], how: &str) {
-        let Some(mut plan) = self.registry.get(plan_id) else {
-            return;
-        };
-        for task in &mut plan.tasks {
-            if tasks.is_empty() || tasks.contains(&task.id) {
-                task.status = super::plan::TaskStatus::Applied;
-            }
-        }
-        if plan
-            .tasks
-            .iter()
-            .all(|t| t.status == super::plan::TaskStatus::Applied)
-        {
-            plan.status = PlanStatus::Applied;
-        }
-        self.save(
-            &plan,
+        let tasks = tasks.to_vec();
+        self.modify(
+            plan_id,
+            |plan| {
+                for task in &mut plan.tasks {
+                    if (tasks.is_empty() || tasks.contains(&task.id)) && task.status.is_integrated()
+                    {
+                        task.status = super::plan::TaskStatus::Applied;
+                    }
+                }
+                let results = plan.tasks.iter().filter(|t| {
+                    !matches!(
+                        t.status,
+                        super::plan::TaskStatus::Failed | super::plan::TaskStatus::Cancelled
+                    )
+                });
+                if results
+                    .clone()
+                    .all(|t| t.status == super::plan::TaskStatus::Applied)
+                    && results.count() > 0
+                {
+                    plan.status = PlanStatus::Applied;
+                }
+            },
             JournalEntry::new(plan_id, "applied").reason(how.to_owned()),
         );
     }
 
     /// Records that the user discarded a plan (blocking: call off the async workers).
     pub fn mark_discarded(&self, plan_id: &str) {
-        let Some(mut plan) = self.registry.get(plan_id) else {
-            return;
-        };
-        for task in &mut plan.tasks {
-            if !task.status.is_terminal() || task.status == super::plan::TaskStatus::Ready {
-                task.status = super::plan::TaskStatus::Cancelled;
+        self.modify(
+            plan_id,
+            |plan| {
+                for task in &mut plan.tasks {
+                    if !task.status.is_terminal() || task.status == super::plan::TaskStatus::Ready {
+                        task.status = super::plan::TaskStatus::Cancelled;
+                    }
+                }
+                plan.status = PlanStatus::Cancelled;
+                plan.outcome = Some("discarded by the user".into());
+                plan.escalation = None;
+            },
+            JournalEntry::new(plan_id, "discarded"),
+        );
+    }
+
+    /// Changes a plan outside its orchestrator: `change` is applied to the latest revision,
+    /// again if another save came first, so that the user's action is never lost.
+    pub fn modify(&self, plan_id: &str, change: impl Fn(&mut Plan), entry: JournalEntry) {
+        for _ in 0..8 {
+            let Some(mut plan) = self.registry.get(plan_id) else {
+                return;
+            };
+            change(&mut plan);
+            if self.try_save(&plan) {
+                self.after_save(&plan, entry);
+                return;
             }
         }
-        plan.status = PlanStatus::Cancelled;
-        plan.outcome = Some("discarded by the user".into());
-        plan.escalation = None;
-        self.save(&plan, JournalEntry::new(plan_id, "discarded"));
+        tracing::error!("plan {plan_id} keeps changing; the user's change was not recorded");
     }
 
     /// Records a change made outside an orchestrator (blocking write: call off the async
-    /// workers).
+    /// workers), unless the plan was saved meanwhile: then it is dropped, with a warning (use
+    /// `modify` for changes that must not be lost).
     pub fn save(&self, plan: &Plan, entry: JournalEntry) {
-        let mut plan = plan.clone();
-        let base = plan.revision;
-        plan.revision += 1;
-        plan.updated_at = super::now();
-        let plan = &plan;
-        if !self.registry.save_over(plan, base) {
+        if self.try_save(plan) {
+            self.after_save(plan, entry);
+        } else {
             tracing::warn!(
                 "plan {} changed meanwhile; not saving an older revision",
                 plan.id
             );
-            return;
         }
-        if let Err(err) = self.store.save_plan(plan) {
-            tracing::error!("cannot save plan {}: {err}", plan.id);
+    }
+
+    /// Saves `plan` as the revision after its own, if that is still the latest.
+    fn try_save(&self, plan: &Plan) -> bool {
+        let mut next = plan.clone();
+        let base = next.revision;
+        next.revision += 1;
+        next.updated_at = super::now();
+        if !self.registry.save_over(&next, base) {
+            return false;
         }
+        if let Err(err) = self.store.save_plan(&next) {
+            tracing::error!("cannot save plan {}: {err}", next.id);
+        }
+        true
+    }
+
+    fn after_save(&self, plan: &Plan, entry: JournalEntry) {
         self.store.journal(&entry);
         let _ = self.events.send(Event::PlanChanged {
             plan: plan.id.clone(),
