@@ -37,19 +37,6 @@ fn version_names_the_crate_version() {
 }
 
 #[test]
-fn subcommands_that_do_not_exist_yet_say_so_and_fail() {
-    let dir = tempfile::tempdir().unwrap();
-    let output = pitcrew(dir.path(), dir.path(), &["demo"]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("not yet available"),
-        "{}",
-        stderr(&output)
-    );
-    assert!(output.stdout.is_empty(), "printed to stdout");
-}
-
-#[test]
 fn run_status_and_log_outside_a_repository_say_so() {
     let dir = tempfile::tempdir().unwrap();
     for args in [
