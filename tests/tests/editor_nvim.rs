@@ -1,7 +1,8 @@
 //! Neovim, for real: the `editors/nvim` plugin in Neovim 0.7 (apt) and 0.11 (PyPI), headless,
 //! against `pitcrew lsp` and the fake model. A user's unsaved edit, a delegated line range, the
 //! plan view, `:PitcrewApply` landing in the buffer, the reviewer's diagnostics, `:checkhealth`
-//! and `:help`, driven by `tests/editors/nvim/delegate_apply.lua`.
+//! and `:help`, driven by `tests/editors/nvim/delegate_apply.lua`; reviews, planned goals,
+//! cancelling and retrying in the floating plan view, by `review_plan_cancel.lua`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use pitcrew_tests::pitcrew_bin;
 use pitcrew_tests::team::TeamScenario;
-use pitcrew_tests::team::script::{calls, finish, write};
+use pitcrew_tests::team::script::{self, approve, calls, finish, when_contains, with, write};
 use serde_json::{Value, json};
 
 /// How long one Neovim run may take before it is killed (a run takes about two seconds).
@@ -257,6 +258,115 @@ fn options(nvim: &Path) {
     run_script(nvim, &scenario, "options.lua", &[]);
 }
 
+/// What the reviewer says of lines 2-4 of the unsaved buffer: line 3 is `todo!()`.
+const RANGE_FINDING: &str = "todo!() panics at run time";
+/// What it says of the whole file: line 1 is the unsaved note.
+const FILE_FINDING: &str = "the note asks a question nobody answers";
+/// The goals of the three planned plans; each planner answer matches its goal.
+const GOAL_READY: &str = "greet in two files";
+const GOAL_RETRY: &str = "count in two files";
+const GOAL_CANCEL: &str = "stall in two files";
+
+/// The fake model's side of `review_plan_cancel.lua`: two reviews; a plan of two tasks, `t2`
+/// after `t1`; a plan of two slow tasks side by side, `s1` (cancelled, then retried: its model
+/// answers at once then) and `s2` (cancelled); a plan whose slow `u1` has `u2` after it
+/// (cancelled).
+fn review_plan_cancel_responses() -> Vec<Value> {
+    let slow = |entry: Value| with(entry, "latency_ms", json!(30_000));
+    let implemented = |task: &str, path: &str| {
+        [
+            write(task, path, &format!("{task}\n")),
+            finish(task, &format!("wrote {path}")),
+            approve(task),
+        ]
+    };
+    let mut responses = vec![
+        calls(
+            "reviewer",
+            Some("review"),
+            json!([{"name": "submit_review", "arguments": {"verdict": "request_changes", "findings": [
+                {"path": FILE, "line": 3, "severity": "warning", "message": RANGE_FINDING}
+            ]}}]),
+        ),
+        calls(
+            "reviewer",
+            Some("review"),
+            json!([{"name": "submit_review", "arguments": {"verdict": "approve", "findings": [
+                {"path": FILE, "line": 1, "severity": "info", "message": FILE_FINDING}
+            ]}}]),
+        ),
+        when_contains(
+            script::plan(json!([
+                script::task("t1", "Write t1.txt", &[]),
+                script::task("t2", "Write t2.txt", &["t1"]),
+            ])),
+            GOAL_READY,
+        ),
+        when_contains(
+            script::plan(json!([
+                script::task("s1", "Write s1.txt", &[]),
+                script::task("s2", "Write s2.txt", &[]),
+            ])),
+            GOAL_RETRY,
+        ),
+        when_contains(
+            script::plan(json!([
+                script::task("u1", "Write u1.txt", &[]),
+                script::task("u2", "Write u2.txt", &["u1"]),
+            ])),
+            GOAL_CANCEL,
+        ),
+        // Still thinking when they are cancelled; the retried s1 gets the answers below.
+        slow(write("s1", "s1.txt", "slow\n")),
+        slow(write("s2", "s2.txt", "slow\n")),
+        slow(write("u1", "u1.txt", "slow\n")),
+    ];
+    for (task, path) in [("t1", "t1.txt"), ("t2", "t2.txt"), ("s1", "s1.txt")] {
+        responses.extend(implemented(task, path));
+    }
+    responses
+}
+
+/// `:PitcrewReview` of a range of an unsaved buffer and of the whole file, `:PitcrewPlan`,
+/// `:PitcrewCancel` and the plan view's `c` and `r`, in the floating plan view.
+fn review_plan_cancel(nvim: &Path) {
+    let scenario = TeamScenario::new(&[(FILE, ORIGINAL)], review_plan_cancel_responses(), "", "");
+    run_script(
+        nvim,
+        &scenario,
+        "review_plan_cancel.lua",
+        &[
+            ("NOTE", NOTE),
+            ("RANGE_FINDING", RANGE_FINDING),
+            ("RANGE_FINDING_LINE", "2"),
+            ("FILE_FINDING", FILE_FINDING),
+            ("FILE_FINDING_LINE", "0"),
+            ("GOAL_READY", GOAL_READY),
+            ("GOAL_RETRY", GOAL_RETRY),
+            ("GOAL_CANCEL", GOAL_CANCEL),
+        ],
+    );
+
+    // What the reviewer was shown: the three lines, then the whole unsaved buffer.
+    let reviews = scenario.fake.requests_of("reviewer", Some("review"));
+    assert_eq!(reviews.len(), 2, "two reviews");
+    let range = serde_json::to_string(&reviews[0]["body"]).expect("JSON");
+    assert!(
+        range.contains("lines 2 to 4") && range.contains("    3 |     todo!()"),
+        "the range review shows lines 2-4: {range}"
+    );
+    assert!(
+        !range.contains(&format!("    1 | {NOTE}")),
+        "the range review leaves line 1 out: {range}"
+    );
+    let whole = serde_json::to_string(&reviews[1]["body"]).expect("JSON");
+    assert!(
+        whole.contains(&format!("    1 | {NOTE}")) && !whole.contains("lines 2 to 4"),
+        "the file review shows the whole unsaved buffer: {whole}"
+    );
+    assert_eq!(scenario.repo.read(FILE), ORIGINAL, "nothing saved");
+}
+
 /// Neovim 0.7.2 from apt: `vim.lsp.start_client`, UTF-16 positions, and versioned edits (the
 /// plugin declares `documentChanges`, which 0.7 applies but does not advertise).
 #[test]
@@ -275,6 +385,11 @@ fn neovim_0_7_shows_the_teams_question_in_the_plan_view_and_answers_it() {
     escalation(&neovim(Path::new("/usr/bin/nvim"), "0.7"));
 }
 
+#[test]
+fn neovim_0_7_reviews_plans_cancels_and_retries_in_the_floating_plan_view() {
+    review_plan_cancel(&neovim(Path::new("/usr/bin/nvim"), "0.7"));
+}
+
 /// Neovim 0.11 from PyPI (tests/editors/nvim/setup): `vim.lsp.start`, UTF-8 positions.
 #[test]
 fn neovim_0_11_delegates_an_unsaved_range_shows_the_plan_applies_and_shows_findings() {
@@ -290,4 +405,9 @@ fn neovim_0_11_validates_the_options() {
 #[test]
 fn neovim_0_11_shows_the_teams_question_in_the_plan_view_and_answers_it() {
     escalation(&neovim_0_11());
+}
+
+#[test]
+fn neovim_0_11_reviews_plans_cancels_and_retries_in_the_floating_plan_view() {
+    review_plan_cancel(&neovim_0_11());
 }

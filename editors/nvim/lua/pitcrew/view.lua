@@ -142,6 +142,13 @@ function M.render(root, list, help)
           tstatus = tstatus .. ' (' .. task.role .. ')'
         end
         local details = {}
+        local depends_on = type(task.dependsOn) == 'table' and task.dependsOn or {}
+        if #depends_on > 0 then
+          local after = vim.tbl_map(function(id)
+            return id:match('/(.*)$') or id
+          end, depends_on)
+          table.insert(details, 'after ' .. table.concat(after, ', '))
+        end
         if (task.findings or 0) > 0 then
           table.insert(details, task.findings .. (task.findings == 1 and ' finding' or ' findings'))
         end
