@@ -761,6 +761,13 @@ impl TestServer {
         self.wait_exit()
     }
 
+    /// Kills the server (SIGKILL), as a crash or a killed editor would.
+    pub fn kill(&mut self) {
+        self.finished = true;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Closes the server's stdin, as a client that goes away without a word.
     pub fn disconnect(&mut self) -> i32 {
         self.finished = true;

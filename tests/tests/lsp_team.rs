@@ -873,3 +873,64 @@ fn retrying_a_plan_that_failed_runs_it_again_to_ready() {
     assert_eq!(ready["tasks"][0]["status"], "ready", "{ready:#}");
     assert_eq!(ready["tasks"][0]["findings"], 1);
 }
+
+#[test]
+fn a_plan_interrupted_by_a_crash_resumes_once_in_the_next_server_even_when_settings_arrive_at_once()
+{
+    let slow = |latency: u64| {
+        with(
+            calls(
+                "implementer",
+                Some("delegated"),
+                json!([{"name": "read_file", "arguments": {"path": "src/lib.rs"}}]),
+            ),
+            "latency_ms",
+            json!(latency),
+        )
+    };
+    // The first call is cut short by the crash; the resumed implementer's is slow enough to
+    // look at the plan and cancel it.
+    let scenario = scenario(vec![slow(60_000), slow(60_000)]);
+    let plan = {
+        let mut server = start(&scenario);
+        let uri = server.uri("src/lib.rs");
+        let (plan, _) = delegate_from_comment(&mut server, &uri);
+        server.wait_for_notification("$/progress", |p| {
+            p["value"]["kind"] == "begin"
+                && p["value"]["title"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("implementer"))
+        });
+        server.kill();
+        plan
+    };
+
+    // The editor starts the server again and sends its settings right away, while the team is
+    // still starting: one team resumes the plan, and it answers for it.
+    let mut server = scenario.lsp().start();
+    server.notify("workspace/didChangeConfiguration", json!({"settings": {}}));
+    server.wait_for_team();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let snapshot = server
+            .request("pitcrew/plan", json!({"planId": plan}))
+            .expect("the plan is known");
+        if snapshot["running"] == true && snapshot["tasks"][0]["status"] == "running" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the plan was not resumed: {snapshot:#}"
+        );
+        server.pump_for(Duration::from_millis(50));
+    }
+    server
+        .command("pitcrew.cancel", json!({"planId": plan}))
+        .expect("the resumed plan takes commands");
+    server.wait_for_plan(&plan, "cancelled");
+    assert!(
+        !server.stderr().contains("not resuming plan"),
+        "a second team tried to resume it:\n{}",
+        server.stderr()
+    );
+}
