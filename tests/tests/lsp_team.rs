@@ -674,7 +674,9 @@ fn files_that_are_not_open_get_unversioned_edits_and_new_files_are_created_with_
             calls(
                 "reviewer",
                 Some(task),
-                json!([{"name": "submit_review", "arguments": {"verdict": "approve", "findings": []}}]),
+                json!([{"name": "submit_review", "arguments": {"verdict": "approve", "findings": [
+                    {"path": "README.md", "line": 3, "severity": "info", "message": "say what overflow does"}
+                ]}}]),
             ),
         ],
         "",
@@ -696,6 +698,11 @@ fn files_that_are_not_open_get_unversioned_edits_and_new_files_are_created_with_
         .command("pitcrew.apply", json!({"planId": plan}))
         .expect("apply starts");
     server.wait_for_plan(&plan, "applied");
+    // The finding in the file that was not open is on its applied line.
+    let readme_uri = server.uri("README.md");
+    server.wait_for_diagnostics(&readme_uri, |d| {
+        d.len() == 1 && d[0]["range"]["start"]["line"] == 2
+    });
 
     let edit = apply_edits(&mut server)[0]["params"]["edit"].clone();
     let annotation = &edit["changeAnnotations"]["pitcrew"];

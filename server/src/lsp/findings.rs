@@ -220,10 +220,11 @@ impl FindingStore {
         self.pending.remove(uri);
     }
 
-    /// Places `placement` in `uri` now if `text` already shows it, or when it does. Returns
-    /// whether diagnostics changed now.
+    /// Places `placement` in `uri` now if `text` already shows it or the file is not open, or
+    /// when it shows it. Returns whether diagnostics changed now.
     pub fn expect(&mut self, uri: &str, placement: Placement, text: Option<&Rope>) -> bool {
-        if text.is_some_and(|text| shows(text, &placement.expected)) {
+        // A file that is not open takes the edit as a whole: its lines are the applied ones.
+        if text.is_none_or(|text| shows(text, &placement.expected)) {
             let any = !placement.findings.is_empty();
             self.place(uri, placement);
             return any;

@@ -531,11 +531,13 @@ fn build(
             .collect();
         if let Some(document) = open {
             built.versions.push((uri_text.clone(), document.version()));
-            built.placements.push((
-                uri_text.clone(),
-                placement(state, target, &new_text, &edits, file, &uri_text),
-            ));
         }
+        // Open or not: a file that is not open now gets its findings and provenance when it
+        // opens with the applied text.
+        built.placements.push((
+            uri_text.clone(),
+            placement(state, target, &new_text, &edits, file, &uri_text),
+        ));
         if abilities.document_changes {
             operations.push(DocumentChangeOperation::Edit(TextDocumentEdit {
                 text_document: OptionalVersionedTextDocumentIdentifier {
