@@ -323,6 +323,7 @@ pub async fn apply_and_record(
                 task.status = TaskStatus::Applied;
             }
         }
+        plan.revision += 1;
         let _ = setup.store.save_plan(plan);
     }
     setup.store.journal(

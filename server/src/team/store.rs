@@ -5,10 +5,11 @@
 //! either the old plan or the new one. The journal and transcripts are appended a line at a
 //! time; a line cut by a crash is skipped when read.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +72,9 @@ pub struct Store {
     dir: PathBuf,
     /// Appends from several tasks must not interleave within a line.
     journal: Mutex<()>,
+    /// Per plan, the revision last written: writes of one plan happen one at a time, and an
+    /// older revision never replaces a newer one on disk.
+    written: Mutex<HashMap<String, Arc<Mutex<Option<u64>>>>>,
 }
 
 /// Holds a plan's lock; the plan can be run by one process at a time.
@@ -100,6 +104,7 @@ impl Store {
         Ok(Self {
             dir,
             journal: Mutex::new(()),
+            written: Mutex::new(HashMap::new()),
         })
     }
 
@@ -123,6 +128,18 @@ impl Store {
 
     /// Writes a plan atomically, and its rendering (`plans/<id>.md` and `PLAN.md`) with it.
     pub fn save_plan(&self, plan: &Plan) -> std::io::Result<()> {
+        let slot = self
+            .written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(plan.id.clone())
+            .or_default()
+            .clone();
+        let mut written = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if written.is_some_and(|revision| revision > plan.revision) {
+            return Ok(()); // a newer revision is on disk already
+        }
+        *written = Some(plan.revision);
         let json = serde_json::to_vec_pretty(plan).map_err(std::io::Error::other)?;
         write_atomically(&self.plan_path(&plan.id), &json)?;
         let markdown = render_markdown(plan);
@@ -371,6 +388,16 @@ mod tests {
         store.save_plan(&plan).unwrap();
         assert_eq!(store.load_plan("p1").unwrap(), plan);
         assert_eq!(store.plans().len(), 1);
+
+        // A slower writer's older revision does not replace a newer one on disk.
+        let mut newer = plan.clone();
+        newer.revision = 2;
+        newer.status = crate::team::PlanStatus::Applied;
+        store.save_plan(&newer).unwrap();
+        let mut older = plan.clone();
+        older.revision = 1;
+        store.save_plan(&older).unwrap();
+        assert_eq!(store.load_plan("p1").unwrap(), newer);
         assert!(
             std::fs::read_to_string(store.plan_markdown_path())
                 .unwrap()
