@@ -655,6 +655,9 @@ fn code_actions_offer_what_fits_the_selection_and_commands_fail_clearly() {
         .command("pitcrew.review", json!({"uri": "file:///etc/passwd"}))
         .unwrap_err();
     assert!(outside.message.contains("not a file in the repository"));
+    let no_answer = server.command("pitcrew.answer", json!({})).unwrap_err();
+    assert_eq!(no_answer.code, -32602, "{no_answer:?}");
+    assert!(no_answer.message.contains("planId"), "{no_answer:?}");
 }
 
 #[test]

@@ -686,6 +686,11 @@ fn retry(team: &Arc<Team>, args: TargetArgs) -> Result<Value> {
 }
 
 fn answer(team: &Arc<Team>, args: AnswerArgs) -> Result<Value> {
+    if args.plan_id.is_empty() || args.escalation_id.is_empty() || args.choice.is_empty() {
+        return Err(Error::invalid_params(
+            "pitcrew.answer: give planId, escalationId and choice",
+        ));
+    }
     let plan = team
         .service
         .plan(&args.plan_id)
