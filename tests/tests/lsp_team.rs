@@ -131,6 +131,12 @@ fn a_delegated_selection_of_an_unsaved_buffer_comes_back_as_a_versioned_edit_tha
     let ready = server.wait_for_plan(&plan, "ready");
     assert_eq!(ready["tasks"][0]["status"], "ready");
     assert_eq!(ready["tasks"][0]["findings"], 1);
+    assert!(
+        ready["revision"].as_u64() > snapshot["revision"].as_u64(),
+        "revisions grow: {} then {}",
+        snapshot["revision"],
+        ready["revision"]
+    );
 
     // Diff views get the files the task changed, and both texts of the one they open: the
     // base is what the user saw (the unsaved buffer), the result what the implementer wrote.

@@ -56,6 +56,9 @@ pub struct PlanSnapshot {
     pub integration_branch: String,
     pub created_at: String,
     pub updated_at: String,
+    /// Grows with every saved change: of two snapshots of a plan, keep the higher (a
+    /// `pitcrew/plans` answer can arrive after a newer `pitcrew/planChanged`).
+    pub revision: u64,
     pub tokens: u64,
     pub cost_usd: f64,
     pub outcome: Option<String>,

@@ -13,6 +13,7 @@ pub fn plan_snapshot(plan: &Plan, running: bool) -> PlanSnapshot {
         integration_branch: plan.integration_branch.clone(),
         created_at: plan.created_at.clone(),
         updated_at: plan.updated_at.clone(),
+        revision: plan.revision,
         tokens: plan.spend.tokens(),
         cost_usd: plan.spend.cost_usd,
         outcome: plan.outcome.clone(),
