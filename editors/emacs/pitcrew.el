@@ -60,7 +60,7 @@ PLAN is the plan as `pitcrew/plan' returns it, a plist.")
       (message "pitcrew: %s — %s%s" (plist-get plan :goal) status
                (if (equal status "ready") " (M-x pitcrew-apply, or the code action)" "")))
     (run-hook-with-args 'pitcrew-plan-changed-functions server planId status plan)
-    (pitcrew--refresh-plan-buffers planId)))
+    (pitcrew--refresh-plan-buffers planId plan)))
 
 (defun pitcrew-plan-status (plan-id)
   "The status `pitcrew/planChanged' last reported for PLAN-ID, or nil."
@@ -235,26 +235,28 @@ as the plan changes."
            (when-let ((error (plist-get task :error)))
              (insert (format "      %s\n" error)))))
 
-(defun pitcrew--revert-plan-buffer (&rest _)
-  (let ((plan (jsonrpc-request pitcrew--buffer-server :pitcrew/plan
-                               `(:planId ,pitcrew--buffer-plan)))
-        (inhibit-read-only t)
+(defun pitcrew--draw-plan (plan)
+  "Show PLAN in the current buffer, keeping point on the same line."
+  (let ((inhibit-read-only t)
         (line (line-number-at-pos)))
     (erase-buffer)
     (pitcrew--insert-plan plan)
     (goto-char (point-min))
     (forward-line (1- line))))
 
-(defun pitcrew--refresh-plan-buffers (plan-id)
+(defun pitcrew--revert-plan-buffer (&rest _)
+  (pitcrew--draw-plan (jsonrpc-request pitcrew--buffer-server :pitcrew/plan
+                                       `(:planId ,pitcrew--buffer-plan))))
+
+(defun pitcrew--refresh-plan-buffers (plan-id plan)
+  "Redraw the buffers showing PLAN-ID from PLAN.
+PLAN is the snapshot the notification carried: no request to the server,
+as notifications come up to ten a second."
   (dolist (buffer (buffer-list))
     (with-current-buffer buffer
       (when (and (derived-mode-p 'pitcrew-plan-mode)
-                 (equal pitcrew--buffer-plan plan-id)
-                 (jsonrpc-running-p pitcrew--buffer-server))
-        ;; Not from inside the notification handler: it asks the server.
-        (run-at-time 0 nil (lambda ()
-                             (when (buffer-live-p buffer)
-                               (with-current-buffer buffer (revert-buffer)))))))))
+                 (equal pitcrew--buffer-plan plan-id))
+        (pitcrew--draw-plan plan)))))
 
 ;;;###autoload
 (defun pitcrew-show-plan (plan-id)

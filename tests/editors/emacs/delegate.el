@@ -287,6 +287,14 @@ function that says it (called on failure)."
         (pitcrew-test--wait-status plan-id "applied")
         (pitcrew-test--wait "the result in the buffer"
                             (lambda () (equal (pitcrew-test--text) (pitcrew-test--get :applied)))))
+      ;; The plan buffer follows the plan as it changes, from the notifications alone.
+      (let ((plan-buffer (get-buffer (format "*pitcrew plan %s*" plan-id))))
+        (pitcrew-test--wait "the plan buffer to say applied"
+                            (lambda ()
+                              (with-current-buffer plan-buffer
+                                (save-excursion
+                                  (goto-char (point-min))
+                                  (re-search-forward "Status: applied" nil t))))))
       (pitcrew-test--log "eglot asked: %S" pitcrew-test--prompts)
       (pitcrew-test--expect-text "after applying" (pitcrew-test--get :applied))
       (unless (buffer-modified-p)
