@@ -2,7 +2,8 @@
 //! against `pitcrew lsp` and the fake model. A user's unsaved edit, a delegated line range, the
 //! plan view, `:PitcrewApply` landing in the buffer, the reviewer's diagnostics, `:checkhealth`
 //! and `:help`, driven by `tests/editors/nvim/delegate_apply.lua`; reviews, planned goals,
-//! cancelling and retrying in the floating plan view, by `review_plan_cancel.lua`.
+//! cancelling and retrying in the floating plan view, by `review_plan_cancel.lua`; a buffer the
+//! client had not opened, delegated with a charwise non-ASCII selection, by `unattached.lua`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -367,6 +368,69 @@ fn review_plan_cancel(nvim: &Path) {
     assert_eq!(scenario.repo.read(FILE), ORIGINAL, "nothing saved");
 }
 
+/// The Python file of `unattached.lua`, committed: its string has characters of two UTF-8
+/// bytes, one UTF-16 code unit.
+const PY: &str = "notes.py";
+const PY_ORIGINAL: &str = "greeting = \"grüße\"\n";
+/// What the user appends to it, unsaved; then selects the string's characters, the last one
+/// of four UTF-8 bytes and two UTF-16 code units.
+const PY_UNSAVED: &str = "s = \"héé🦀\"  # typed, not saved";
+/// What only the unsaved line has (not the selection).
+const PY_UNSAVED_MARK: &str = "typed, not saved";
+const PY_SELECTED: &str = "héé🦀";
+/// What the implementer writes: the buffer it read (the unsaved line included), and more.
+const PY_RESULT: &str = "greeting = \"grüße\"\ns = \"héé🦀\"  # typed, not saved\nprint(s)\n";
+
+/// `:'<,'>PitcrewDelegate` in a buffer the client has not opened (not in `filetypes`), with an
+/// unsaved line and a charwise selection ending on an emoji; then `window/showDocument` (0.7).
+fn unattached(nvim: &Path) {
+    let task = "delegated";
+    let responses = vec![
+        calls(
+            "implementer",
+            Some(task),
+            json!([{"name": "read_file", "arguments": {"path": PY}}]),
+        ),
+        write(task, PY, PY_RESULT),
+        finish(task, "printed s"),
+        approve(task),
+    ];
+    let scenario = TeamScenario::new(&[(FILE, ORIGINAL), (PY, PY_ORIGINAL)], responses, "", "");
+    run_script(
+        nvim,
+        &scenario,
+        "unattached.lua",
+        &[
+            ("PY", PY),
+            ("UNSAVED", PY_UNSAVED),
+            ("SELECTED", PY_SELECTED),
+            ("RESULT", PY_RESULT),
+            // UTF-16 character 16 of `greeting = "grüße"` is the `e` after `ß`, at byte 18.
+            ("SHOW_CHARACTER", "16"),
+            ("SHOW_BYTE", "18"),
+        ],
+    );
+
+    let requests = scenario.fake.requests_of("implementer", Some(task));
+    // The task quotes exactly the selected characters, the emoji included.
+    let first = serde_json::to_string(&requests[0]["body"]).expect("JSON");
+    assert!(
+        first.contains(&format!("{PY} lines 2-2")),
+        "the selection's line, in the task: {first}"
+    );
+    assert!(
+        first.contains(&format!("```python\\n{PY_SELECTED}\\n```")),
+        "the task quotes the selection, its last character included: {first}"
+    );
+    // read_file gave the buffer's text, not the file on disk.
+    let read = serde_json::to_string(&requests[1]["body"]).expect("JSON");
+    assert!(
+        !first.contains(PY_UNSAVED_MARK) && read.contains(PY_UNSAVED_MARK),
+        "read_file returned the unattached buffer's unsaved text: {read}"
+    );
+    assert_eq!(scenario.repo.read(PY), PY_ORIGINAL, "nothing saved");
+}
+
 /// Neovim 0.7.2 from apt: `vim.lsp.start_client`, UTF-16 positions, and versioned edits (the
 /// plugin declares `documentChanges`, which 0.7 applies but does not advertise).
 #[test]
@@ -390,6 +454,11 @@ fn neovim_0_7_reviews_plans_cancels_and_retries_in_the_floating_plan_view() {
     review_plan_cancel(&neovim(Path::new("/usr/bin/nvim"), "0.7"));
 }
 
+#[test]
+fn neovim_0_7_opens_a_buffer_it_had_not_before_delegating_its_unsaved_selection() {
+    unattached(&neovim(Path::new("/usr/bin/nvim"), "0.7"));
+}
+
 /// Neovim 0.11 from PyPI (tests/editors/nvim/setup): `vim.lsp.start`, UTF-8 positions.
 #[test]
 fn neovim_0_11_delegates_an_unsaved_range_shows_the_plan_applies_and_shows_findings() {
@@ -410,4 +479,9 @@ fn neovim_0_11_shows_the_teams_question_in_the_plan_view_and_answers_it() {
 #[test]
 fn neovim_0_11_reviews_plans_cancels_and_retries_in_the_floating_plan_view() {
     review_plan_cancel(&neovim_0_11());
+}
+
+#[test]
+fn neovim_0_11_opens_a_buffer_it_had_not_before_delegating_its_unsaved_selection() {
+    unattached(&neovim_0_11());
 }

@@ -12,6 +12,9 @@ if vim.fn.has('nvim-0.7') == 0 then
 end
 
 require('pitcrew.commands').create()
-if vim.g.pitcrew ~= nil then
+-- Unless setup() ran already (from init.lua, with its options, which a second setup() would
+-- drop).
+local pitcrew = package.loaded['pitcrew']
+if vim.g.pitcrew ~= nil and not (pitcrew and pitcrew.configured) then
   require('pitcrew').setup()
 end

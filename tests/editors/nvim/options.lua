@@ -1,5 +1,6 @@
 -- setup() and vim.g.pitcrew in a real Neovim: good options are taken, bad ones are refused
--- with a message that names them. Run by tests/tests/editor_nvim.rs; see harness.lua.
+-- with a message that names them; the plugin file keeps setup()'s options; :PitcrewDelegate's
+-- questions. Run by tests/tests/editor_nvim.rs; see harness.lua.
 
 local H = dofile(vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':h') .. '/harness.lua')
 local check, equal = H.check, H.equal
@@ -43,6 +44,36 @@ local function test()
   for _, name in ipairs({ 'Delegate', 'Review', 'Plan', 'PlanView', 'Apply', 'Discard', 'Cancel', 'Retry', 'Diff' }) do
     equal(vim.fn.exists(':Pitcrew' .. name), 2, ':Pitcrew' .. name)
   end
+
+  -- setup() from init.lua, then the plugin file with vim.g.pitcrew set: the options stay.
+  vim.g.pitcrew = { presets = false }
+  require('pitcrew').setup({ cmd = { 'from-init' }, autostart = false })
+  vim.g.loaded_pitcrew = nil
+  vim.cmd('runtime plugin/pitcrew.lua')
+  equal(config.options.cmd, { 'from-init' }, "setup()'s options after the plugin file")
+  equal(config.options.presets, false, 'vim.g.pitcrew under them')
+  vim.g.pitcrew = nil
+
+  -- :PitcrewDelegate without an instruction asks for one first; an empty answer offers the
+  -- presets.
+  require('pitcrew').setup({ cmd = { 'from-init' }, autostart = false })
+  vim.cmd('edit ' .. vim.fn.fnameescape(H.env('PITCREW_TEST_REPO') .. '/' .. H.env('PITCREW_TEST_FILE')))
+  local input, select = vim.ui.input, vim.ui.select
+  local asked = {}
+  vim.ui.input = function(opts, on_confirm)
+    table.insert(asked, 'input: ' .. opts.prompt)
+    on_confirm('')
+  end
+  vim.ui.select = function(items, opts, on_choice)
+    table.insert(asked, 'select: ' .. table.concat(vim.tbl_map(opts.format_item, items), ', '))
+    on_choice(nil)
+  end
+  vim.cmd('PitcrewDelegate')
+  vim.ui.input, vim.ui.select = input, select
+  equal(asked, {
+    'input: Delegate (empty: choose a preset): ',
+    'select: Implement, Fix the diagnostics here, Add tests, Document, Simplify',
+  }, 'what :PitcrewDelegate asks')
 end
 
 H.run(test)

@@ -2,7 +2,9 @@
 -- `r` keys, in the floating plan view: a range of an unsaved buffer reviewed, then the whole
 -- file, the findings as diagnostics on their lines; a planned goal of two tasks, one after the
 -- other, ready; of two slow tasks, one cancelled by name and retried with `r`, the other
--- cancelled with `c`; a slow plan cancelled with :PitcrewCancel. Run by tests/tests/editor_nvim.rs; see harness.lua.
+-- cancelled with `c`; a slow plan cancelled with :PitcrewCancel. The cursor stays on its task
+-- as plans come in above it; `D` asks before it discards. Run by tests/tests/editor_nvim.rs;
+-- see harness.lua.
 
 local H = dofile(vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':h') .. '/harness.lua')
 local env, log, check, equal, wait_for = H.env, H.log, H.check, H.equal, H.wait_for
@@ -137,9 +139,16 @@ local function test()
   check(find_line(in_float, ready_id, 'ready', goal_ready), 'the plan in the float')
   check(find_line(in_float, 't2', 'after t1'), 'the second task in the float')
 
+  -- The cursor on t2 stays on t2 when the next plan comes in above it.
+  local _, _, t2_row = task_line(view, 't2')
+  vim.api.nvim_win_set_cursor(float, { t2_row, 2 })
+
   -- A plan of two slow tasks side by side: s1 cancelled by name, promptly, and only it.
   vim.cmd('PitcrewPlan ' .. goal_retry)
   wait_task(view, 's1', 'running')
+  local _, _, t2_moved = task_line(view, 't2')
+  check(t2_moved > t2_row, 'the new plan is above t2:' .. shown(view))
+  equal(vim.api.nvim_win_get_cursor(float), { t2_moved, 2 }, 'the cursor still on t2 after the redraw')
   wait_task(view, 's2', 'running')
   local retry_id = plan_line(view, goal_retry)
   local cancelled_at = uv.now()
@@ -181,6 +190,34 @@ local function test()
   -- The other plans are as they were.
   equal(select(2, plan_line(view, goal_ready)), 'ready', 'the first plan')
   equal(select(2, plan_line(view, goal_retry)), 'failed', 'the plan without s2')
+
+  -- `D` on the ready plan asks first: kept, then discarded.
+  local function press_on_plan(goal, key, answer)
+    local row
+    for r, line in ipairs(lines_of(view)) do
+      if line:match('^%S+ %S+  %S+  (.*)$') == goal then
+        row = r
+      end
+    end
+    check(row, 'the plan of ' .. goal .. ' in the plan view')
+    vim.api.nvim_set_current_win(float)
+    vim.api.nvim_win_set_cursor(float, { row, 0 })
+    local asked
+    local select = vim.ui.select
+    vim.ui.select = function(items, opts, on_choice)
+      asked = opts.prompt
+      on_choice(vim.tbl_contains(items, answer) and answer or nil)
+    end
+    vim.api.nvim_feedkeys(key, 'x', false)
+    vim.ui.select = select
+    return asked
+  end
+  local asked = press_on_plan(goal_ready, 'D', 'keep')
+  check(asked and asked:find(ready_id, 1, true), 'D asks before discarding the plan: ' .. tostring(asked))
+  equal(select(2, plan_line(view, goal_ready)), 'ready', 'kept')
+  press_on_plan(goal_ready, 'D', 'discard')
+  wait_plan(view, goal_ready, 'cancelled')
+  log('plan view after D:' .. shown(view))
 end
 
 H.run(test)

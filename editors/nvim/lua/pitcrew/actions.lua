@@ -1,5 +1,6 @@
 -- What the commands and the plan view's keys do: delegate, review and plan selections, act on
 -- plans and tasks, show a task's diff, answer the team's questions.
+local compat = require('pitcrew.compat')
 local config = require('pitcrew.config')
 local lsp = require('pitcrew.lsp')
 local plans = require('pitcrew.plans')
@@ -21,19 +22,45 @@ function M.capture_range(bufnr, args)
     local to = vim.api.nvim_buf_get_mark(bufnr, '>')
     if from[1] == line1 and to[1] == line2 then
       local last = vim.api.nvim_buf_get_lines(bufnr, to[1] - 1, to[1], false)[1] or ''
+      local exclusive = vim.o.selection == 'exclusive'
       -- '> is past the end of the line after `$`.
-      to = { to[1], math.max(0, math.min(to[2], #last - 1)) }
-      return { chars = true, from = from, to = to, line1 = line1, line2 = line2 }
+      to = { to[1], math.max(0, math.min(to[2], exclusive and #last or #last - 1)) }
+      return { chars = true, from = from, to = to, exclusive = exclusive, line1 = line1, line2 = line2 }
     end
   end
   return { line1 = line1, line2 = line2 }
+end
+
+--- The byte just after the character at byte `col` (zero-based) of `line`.
+local function char_end(line, col)
+  if #line == 0 then
+    return 0
+  end
+  col = math.max(0, math.min(col, #line - 1))
+  -- Back to the first byte of the character (UTF-8 continuation bytes are 10xxxxxx).
+  while col > 0 and line:byte(col + 1) >= 0x80 and line:byte(col + 1) < 0xC0 do
+    col = col - 1
+  end
+  local lead = line:byte(col + 1)
+  local length = lead < 0xC0 and 1 or lead < 0xE0 and 2 or lead < 0xF0 and 3 or 4
+  return math.min(col + length, #line)
 end
 
 --- An LSP range for a captured range, in the client's position encoding.
 function M.lsp_range(bufnr, captured, encoding)
   local util = vim.lsp.util
   if captured.chars then
-    return util.make_given_range_params(captured.from, captured.to, bufnr, encoding).range
+    local function line_at(row)
+      return vim.api.nvim_buf_get_lines(bufnr, row - 1, row, false)[1] or ''
+    end
+    local first, last = line_at(captured.from[1]), line_at(captured.to[1])
+    -- The end is exclusive: after the last selected character, whatever its length (with
+    -- 'selection' exclusive, the character at '> is not selected).
+    local finish = captured.exclusive and math.min(captured.to[2], #last) or char_end(last, captured.to[2])
+    return {
+      start = { line = captured.from[1] - 1, character = compat.utf_index(first, captured.from[2], encoding) },
+      ['end'] = { line = captured.to[1] - 1, character = compat.utf_index(last, finish, encoding) },
+    }
   end
   local count = vim.api.nvim_buf_line_count(bufnr)
   local finish
@@ -73,8 +100,18 @@ local function started(what)
   end
 end
 
+--- The presets, offered with vim.ui.select when `:PitcrewDelegate` gets no instruction.
+local preset_labels = {
+  implement = 'Implement',
+  fix = 'Fix the diagnostics here',
+  tests = 'Add tests',
+  document = 'Document',
+  simplify = 'Simplify',
+}
+
 --- Delegates a selection to an implementer. `opts`: `instruction`, `preset`, `bufnr`, and
---- `range` (as `capture_range` returns). Without an instruction or preset, asks.
+--- `range` (as `capture_range` returns). Without an instruction or preset, asks for an
+--- instruction; an empty answer offers the presets (the `presets` option).
 function M.delegate(opts)
   opts = opts or {}
   local bufnr = opts.bufnr or vim.api.nvim_get_current_buf()
@@ -83,37 +120,27 @@ function M.delegate(opts)
   end
   local instruction = opts.instruction and vim.trim(opts.instruction) or ''
   if instruction == '' and not opts.preset then
-    local function ask()
-      vim.ui.input({ prompt = 'Delegate: ' }, function(input)
-        if input and vim.trim(input) ~= '' then
-          M.delegate(vim.tbl_extend('force', opts, { instruction = input, bufnr = bufnr }))
+    local prompt = config.options.presets and 'Delegate (empty: choose a preset): ' or 'Delegate: '
+    vim.ui.input({ prompt = prompt }, function(input)
+      if input == nil then
+        return -- cancelled
+      end
+      if vim.trim(input) ~= '' then
+        return M.delegate(vim.tbl_extend('force', opts, { instruction = input, bufnr = bufnr }))
+      end
+      if not config.options.presets then
+        return
+      end
+      vim.ui.select(config.presets, {
+        prompt = 'Delegate to an implementer',
+        format_item = function(item)
+          return preset_labels[item]
+        end,
+      }, function(choice)
+        if choice then
+          M.delegate(vim.tbl_extend('force', opts, { preset = choice, bufnr = bufnr }))
         end
       end)
-    end
-    if not config.options.presets then
-      return ask()
-    end
-    local choices = { 'instruction' }
-    vim.list_extend(choices, config.presets)
-    local labels = {
-      instruction = 'Your own instruction…',
-      implement = 'Implement',
-      fix = 'Fix the diagnostics here',
-      tests = 'Add tests',
-      document = 'Document',
-      simplify = 'Simplify',
-    }
-    vim.ui.select(choices, {
-      prompt = 'Delegate to an implementer',
-      format_item = function(item)
-        return labels[item]
-      end,
-    }, function(choice)
-      if choice == 'instruction' then
-        ask()
-      elseif choice then
-        M.delegate(vim.tbl_extend('force', opts, { preset = choice, bufnr = bufnr }))
-      end
     end)
     return
   end
@@ -189,7 +216,7 @@ local defaults = {
     return plans.latest_ready(root), 'nothing is ready to apply'
   end,
   discard = function(root)
-    return plans.latest_ready(root), 'no finished plan to discard'
+    return plans.latest_finished(root), 'no finished plan to discard'
   end,
   cancel = function(root)
     return plans.latest_unfinished(root), 'nothing is running'
@@ -321,7 +348,21 @@ function M.at_cursor(action)
   end
   -- A task that is its plan's only one: act on the plan, which ends with it.
   local id = (target.taskId and not single) and target.taskId or target.planId
-  M.act(action, id, bufnr)
+  if action ~= 'discard' then
+    return M.act(action, id, bufnr)
+  end
+  -- Discarding drops the team's work: ask first.
+  local what = describe(plans.target(id))
+  vim.ui.select({ 'discard', 'keep' }, {
+    prompt = 'Discard ' .. what .. '?',
+    format_item = function(item)
+      return item == 'discard' and ('Discard ' .. what) or 'Keep it'
+    end,
+  }, function(choice)
+    if choice == 'discard' then
+      M.act(action, id, bufnr)
+    end
+  end)
 end
 
 return M

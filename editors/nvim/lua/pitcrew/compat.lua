@@ -69,6 +69,32 @@ function M.start_client(config, bufnr, existing)
   return id
 end
 
+--- How many code units of `encoding` ('utf-8', 'utf-16', 'utf-32') the first `byte` bytes of
+--- `line` are.
+function M.utf_index(line, byte, encoding)
+  byte = math.max(0, math.min(byte, #line))
+  if encoding == 'utf-8' then
+    return byte
+  end
+  if M.has('0.11') then
+    return vim.str_utfindex(line, encoding, byte, false)
+  end
+  local utf32, utf16 = vim.str_utfindex(line, byte)
+  return encoding == 'utf-32' and utf32 or utf16
+end
+
+--- The byte offset in `line` of code unit `index` of `encoding` (the end of the line past it).
+function M.byte_index(line, index, encoding)
+  if encoding == 'utf-8' then
+    return math.max(0, math.min(index, #line))
+  end
+  if M.has('0.11') then
+    return vim.str_byteindex(line, encoding, index, false)
+  end
+  local ok, byte = pcall(vim.str_byteindex, line, index, encoding == 'utf-16')
+  return ok and byte or #line
+end
+
 --- The health report functions: `vim.health.*` (0.10+), `vim.health.report_*` (0.8, 0.9),
 --- or the `health#report_*` Vimscript functions (0.7).
 M.health = {}

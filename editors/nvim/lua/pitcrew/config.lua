@@ -6,13 +6,15 @@ local M = {}
 M.defaults = {
   -- The server command, started in the repository's root.
   cmd = { 'pitcrew', 'lsp' },
-  -- Extra environment for the server (`PITCREW_LOG = 'debug'`, API keys...).
+  -- Extra environment for the server (`PITCREW_LOG = 'debug'`). API keys come from
+  -- Neovim's environment, never from settings.
   cmd_env = nil,
   -- Start or attach the client for every file buffer in a git repository.
   autostart = true,
   -- Only buffers of these filetypes (nil: every file).
   filetypes = nil,
-  -- `:PitcrewDelegate` without an instruction offers the presets before asking.
+  -- `:PitcrewDelegate` without an instruction asks for one; an empty answer offers the
+  -- presets.
   presets = true,
   -- Milliseconds between a change and its didChange (0: at once, so the team always works on
   -- what you see and edits computed against an older text are refused and computed again).

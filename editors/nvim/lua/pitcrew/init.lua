@@ -21,6 +21,7 @@ end
 --- starts the client for file buffers in git repositories. Raises on a bad option.
 function M.setup(opts)
   config.set(opts)
+  M.configured = true
   require('pitcrew.commands').create()
   local group = vim.api.nvim_create_augroup('pitcrew', { clear = true })
   if config.options.autostart then

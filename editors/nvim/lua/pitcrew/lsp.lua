@@ -94,6 +94,22 @@ local function loaded_buffer(fname)
   end
 end
 
+--- Rewrites the edits of `bufnr` that start past its last line (an insertion at the end of a
+--- text that ends with a newline) as insertions at the end of the last line: Neovim 0.10 and
+--- later add those lines with their trailing newline as one more, empty line.
+local function edits_at_end(bufnr, edits, encoding)
+  local count = vim.api.nvim_buf_line_count(bufnr)
+  local last = vim.api.nvim_buf_get_lines(bufnr, count - 1, count, false)[1] or ''
+  local finish = { line = count - 1, character = compat.utf_index(last, #last, encoding) }
+  for _, edit in ipairs(edits or {}) do
+    local range = edit.range
+    if range and range.start.line >= count and type(edit.newText) == 'string' then
+      edit.range = { start = finish, ['end'] = finish }
+      edit.newText = '\n' .. (edit.newText:gsub('\r?\n$', ''))
+    end
+  end
+end
+
 -- workspace/applyEdit: Neovim's handler applies the edit, but skips a versioned edit whose
 -- buffer has changed since and still answers `applied: true`. Refuse such an edit instead,
 -- so the server computes it again against the new text (it has the change: didChange goes
@@ -118,6 +134,21 @@ local function apply_edit(err, params, ctx, handler_config)
       end
     end
   end
+  local client = vim.lsp.get_client_by_id(ctx.client_id)
+  local encoding = client and client.offset_encoding or 'utf-16'
+  local function fix(uri, edits)
+    local bufnr = vim.uri_to_bufnr(uri)
+    vim.fn.bufload(bufnr)
+    edits_at_end(bufnr, edits, encoding)
+  end
+  for _, change in ipairs(edit.documentChanges or {}) do
+    if change.textDocument and change.edits then
+      fix(change.textDocument.uri, change.edits)
+    end
+  end
+  for uri, edits in pairs(edit.changes or {}) do
+    fix(uri, edits)
+  end
   return vim.lsp.handlers['workspace/applyEdit'](err, params, ctx, handler_config)
 end
 
@@ -138,15 +169,25 @@ end
 
 -- window/showDocument, for Neovim versions without a handler (0.7 advertises the capability
 -- but has none): the server opens PLAN.md and diffs with it.
-local function show_document(_, params)
-  local fname = vim.uri_to_fname(params.uri)
+local function show_document(_, params, ctx)
   if params.external then
     return { success = false }
   end
-  vim.cmd('edit ' .. vim.fn.fnameescape(fname))
+  local bufnr = vim.fn.bufadd(vim.uri_to_fname(params.uri))
+  vim.fn.bufload(bufnr)
+  vim.bo[bufnr].buflisted = true
+  -- In the current window; in a split when the buffer there cannot be left (modified, and
+  -- neither 'hidden' nor 'bufhidden' lets it hide).
+  if not pcall(vim.api.nvim_win_set_buf, 0, bufnr) then
+    vim.cmd('split')
+    vim.api.nvim_win_set_buf(0, bufnr)
+  end
   if params.selection then
     local start = params.selection.start
-    pcall(vim.api.nvim_win_set_cursor, 0, { start.line + 1, start.character })
+    local line = vim.api.nvim_buf_get_lines(bufnr, start.line, start.line + 1, false)[1] or ''
+    local client = vim.lsp.get_client_by_id(ctx.client_id)
+    local encoding = client and client.offset_encoding or 'utf-16'
+    pcall(vim.api.nvim_win_set_cursor, 0, { start.line + 1, compat.byte_index(line, start.character, encoding) })
   end
   return { success = true }
 end
@@ -197,6 +238,17 @@ local function client_config(root)
     flags = { debounce_text_changes = options.debounce_text_changes },
     on_init = function(client)
       vim.schedule(function()
+        -- The files of this root loaded before the client started.
+        for _, bufnr in ipairs(vim.api.nvim_list_bufs()) do
+          if
+            vim.api.nvim_buf_is_loaded(bufnr)
+            and M.buffer_root(bufnr) == root
+            and M.wants(bufnr)
+            and not vim.lsp.buf_is_attached(bufnr, client.id)
+          then
+            vim.lsp.buf_attach_client(bufnr, client.id)
+          end
+        end
         local queue = waiting[client.id] or {}
         waiting[client.id] = nil
         for _, fn in ipairs(queue) do
@@ -277,6 +329,13 @@ function M.with_client(bufnr, fn)
       return
     end
     client = vim.lsp.get_client_by_id(id)
+  end
+  -- A file of this root the client has not opened (another filetype than `filetypes`,
+  -- `autostart` off, loaded before the client started): open it now, so the server works
+  -- on the buffer's text (unsaved changes included), not on the file on disk. For an
+  -- initialized client, didOpen goes out here, before the request; otherwise on initialize.
+  if M.buffer_root(bufnr) == root and not vim.lsp.buf_is_attached(bufnr, client.id) then
+    vim.lsp.buf_attach_client(bufnr, client.id)
   end
   if initialized(client) then
     fn(client, root)

@@ -83,17 +83,30 @@ function M.find_task(root, task_id)
   end
 end
 
---- The most recent plan that can be applied: a ready plan, or failing that, a plan with a
---- ready task. Returns a target (`{planId}` or `{taskId}`) and its plan.
+--- The most recent plan that can be applied: a ready plan, or failing that, a ready task of
+--- a plan that has finished (the server applies nothing of a plan still at work). Returns a
+--- target (`{planId}` or `{taskId}`) and its plan.
 function M.latest_ready(root)
   for _, plan in ipairs(M.list(root)) do
     if plan.status == 'ready' then
       return { planId = plan.planId }, plan
     end
-    for _, task in ipairs(plan.tasks or {}) do
-      if finished_task[task.status] then
-        return { taskId = task.taskId }, plan
+    if not M.is_unfinished(plan) and plan.status ~= 'applied' then
+      for _, task in ipairs(plan.tasks or {}) do
+        if finished_task[task.status] then
+          return { taskId = task.taskId }, plan
+        end
       end
+    end
+  end
+end
+
+--- The most recent plan that has finished, neither applied nor cancelled (as a discarded
+--- plan is): its result can be dropped.
+function M.latest_finished(root)
+  for _, plan in ipairs(M.list(root)) do
+    if not M.is_unfinished(plan) and plan.status ~= 'applied' and plan.status ~= 'cancelled' then
+      return { planId = plan.planId }, plan
     end
   end
 end

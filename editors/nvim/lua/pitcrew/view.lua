@@ -184,12 +184,64 @@ function M.render(root, list, help)
   return lines, marks, line_targets
 end
 
+local function same_target(a, b)
+  return a ~= nil and b ~= nil and a.planId == b.planId and a.taskId == b.taskId
+end
+
+--- Where the cursor of each window showing `bufnr` is: the target under it, and which of that
+--- target's lines (a plan has two or more, a failed task two).
+local function cursors_of(bufnr)
+  local old = targets[bufnr] or {}
+  local cursors = {}
+  for _, win in ipairs(vim.fn.win_findbuf(bufnr)) do
+    local row, col = unpack(vim.api.nvim_win_get_cursor(win))
+    local target = old[row]
+    local nth = 0
+    if target then
+      for line = 1, row do
+        if same_target(old[line], target) then
+          nth = nth + 1
+        end
+      end
+    end
+    table.insert(cursors, { win = win, row = row, col = col, target = target, nth = nth })
+  end
+  return cursors
+end
+
+--- Puts each cursor back on the line of its plan or task, wherever the redraw moved it (new
+--- plans come first); on the plan's line when its task is gone.
+local function restore_cursors(cursors, line_targets, count)
+  for _, cursor in ipairs(cursors) do
+    local row = math.min(cursor.row, count)
+    if cursor.target then
+      local found, plan_row, seen = nil, nil, 0
+      for line = 1, count do
+        local target = line_targets[line]
+        if same_target(target, cursor.target) then
+          seen = seen + 1
+          if seen <= cursor.nth then
+            found = line
+          end
+        elseif plan_row == nil and target and not target.taskId and target.planId == cursor.target.planId then
+          plan_row = line
+        end
+      end
+      row = found or plan_row or row
+    end
+    if vim.api.nvim_win_is_valid(cursor.win) then
+      pcall(vim.api.nvim_win_set_cursor, cursor.win, { row, cursor.col })
+    end
+  end
+end
+
 local function draw(bufnr)
   if not vim.api.nvim_buf_is_valid(bufnr) then
     return
   end
   local root = vim.b[bufnr].pitcrew_root
   local lines, marks, line_targets = M.render(root, plans.list(root), help_shown[bufnr])
+  local cursors = cursors_of(bufnr)
   vim.bo[bufnr].modifiable = true
   vim.api.nvim_buf_set_lines(bufnr, 0, -1, false, lines)
   vim.bo[bufnr].modifiable = false
@@ -203,6 +255,7 @@ local function draw(bufnr)
     end
   end
   targets[bufnr] = line_targets
+  restore_cursors(cursors, line_targets, #lines)
 end
 
 -- Redraws the views of a root when its plans change (at most once per event-loop turn).
