@@ -1,6 +1,7 @@
 //! The VS Code extension (editors/vscode) in a real VS Code: code-server serving the packaged
 //! .vsix, driven by Playwright in headless Chromium (tests/editors/vscode/drive.mjs) against a
-//! TeamScenario repository and the fake model; and the extension's unit tests (`npm test`).
+//! TeamScenario repository and the fake model; the extension's unit tests (`npm test`); and a
+//! check that its copy of the protocol (src/lsp_ext.ts) matches the server's (lsp/ext.rs).
 //! Everything they need is installed by `tests/editors/setup`.
 
 use std::io::{Read, Write};
@@ -434,6 +435,12 @@ fn delegating_a_selection_in_vscode_shows_the_task_in_the_plan_view_and_applying
             .contains(GOAL)
     );
 
+    // Nothing went wrong on the way: no error in the extension's log (its own, and the server's
+    // stderr at ERROR level).
+    let log = tails(&user_data, "pitcrew.log", 1 << 20);
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains(" [error] ")).collect();
+    assert!(errors.is_empty(), "errors in the pitcrew log:\n{log}");
+
     drop(code_server);
     eprintln!(
         "editor_vscode: the whole run took {:.1} s",
@@ -470,4 +477,129 @@ fn the_extensions_unit_tests_pass() {
         .unwrap_or(0);
     assert!(passed >= 30, "npm test ran {passed} tests:\n{stdout}");
     assert!(stdout.contains("# fail 0"), "{stdout}");
+}
+
+/// The values of the `key: 'value',` lines of `text` (comments left out).
+fn values(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter_map(|line| {
+            let (_, value) = line.trim().split_once(": '")?;
+            value.strip_suffix("',")
+        })
+        .collect()
+}
+
+/// The text of `text` from the line starting with `start` to the next line starting with `end`.
+fn block<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let from = text
+        .find(start)
+        .unwrap_or_else(|| panic!("no `{start}` in the file"));
+    let len = text[from..]
+        .find(end)
+        .unwrap_or_else(|| panic!("no `{end}` after `{start}`"));
+    &text[from..from + len]
+}
+
+/// The fields of the `struct` (Rust, as serde names them in camelCase) or `interface` (TS)
+/// called `name`, leaving out a Rust struct's flattened or hand-merged `summary`.
+fn fields(text: &str, keyword: &str, name: &str) -> Vec<String> {
+    let body = block(text, &format!("{keyword} {name} "), "\n}");
+    let mut found: Vec<String> = body
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let field = line.strip_prefix("    pub ").or(line.strip_prefix("  "))?;
+            let (field, _) = field.split_once(':')?;
+            let field = field.trim_end_matches('?');
+            (!field.is_empty() && field.chars().all(|c| c.is_alphanumeric() || c == '_'))
+                .then_some(field)
+        })
+        .filter(|field| *field != "summary")
+        .map(|field| {
+            let mut camel = String::new();
+            let mut upper = false;
+            for c in field.chars() {
+                if c == '_' {
+                    upper = true;
+                } else if upper {
+                    camel.extend(c.to_uppercase());
+                    upper = false;
+                } else {
+                    camel.push(c);
+                }
+            }
+            camel
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The extension's copy of pitcrew's LSP extensions (editors/vscode/src/lsp_ext.ts) says what
+/// the server's (server/src/lsp/ext.rs) says: the same commands, methods and fields.
+#[test]
+fn the_extensions_protocol_matches_the_servers() {
+    use pitcrew::lsp::ext;
+
+    let root = repo_root();
+    let ts =
+        std::fs::read_to_string(root.join("editors/vscode/src/lsp_ext.ts")).expect("lsp_ext.ts");
+    let rust = std::fs::read_to_string(root.join("server/src/lsp/ext.rs")).expect("ext.rs");
+
+    // Every command the server executes, and no other.
+    let mut ts_commands = values(block(&ts, "export const commands = {", "} as const;"));
+    ts_commands.sort_unstable();
+    let mut commands = ext::commands::ALL.to_vec();
+    commands.sort_unstable();
+    assert_eq!(ts_commands, commands, "commands in lsp_ext.ts vs ext.rs");
+
+    // The methods, under the same names.
+    for (name, method) in [
+        ("PLAN", ext::PLAN),
+        ("PLANS", ext::PLANS),
+        ("TASK", ext::TASK),
+        ("PLAN_CHANGED", ext::PLAN_CHANGED),
+        ("PROGRESS_CANCEL", ext::PROGRESS_CANCEL),
+        ("DOCUMENT_TEXT", ext::DOCUMENT_TEXT),
+        ("CONFIG", ext::CONFIG),
+    ] {
+        let declared = format!("export const {name} = '{method}';");
+        assert!(ts.contains(&declared), "lsp_ext.ts lacks `{declared}`");
+        assert!(
+            rust.contains(&format!("pub const {name}: &str = \"{method}\";")),
+            "ext.rs names {name} differently"
+        );
+    }
+
+    // The types both declare, with the same fields.
+    for name in [
+        "PlanParams",
+        "PlanSnapshot",
+        "Question",
+        "QuestionChoice",
+        "PlansResult",
+        "TaskSummary",
+        "TaskParams",
+        "TaskDetail",
+        "TaskFile",
+        "PlanChangedParams",
+        "SelectionArgs",
+        "TargetArgs",
+        "AnswerArgs",
+        "Started",
+        "DocumentTextParams",
+        "DocumentTextResult",
+        "ConfigResult",
+    ] {
+        let ts_fields = fields(&ts, "interface", name);
+        assert!(
+            !ts_fields.is_empty(),
+            "no fields found for {name} in lsp_ext.ts"
+        );
+        assert_eq!(
+            ts_fields,
+            fields(&rust, "pub struct", name),
+            "the fields of {name} in lsp_ext.ts vs ext.rs"
+        );
+    }
 }

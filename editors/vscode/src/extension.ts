@@ -7,7 +7,9 @@
 import * as readline from 'node:readline';
 import * as vscode from 'vscode';
 import {
+  CloseAction,
   DidChangeConfigurationNotification,
+  ErrorAction,
   ExecuteCommandRequest,
   LanguageClient,
   ResponseError,
@@ -18,25 +20,33 @@ import {
 
 import * as args from './args';
 import * as ext from './lsp_ext';
-import { mergePlan, statusSpec, targetChoices, type Action, type PlanNode } from './plan_model';
+import { mergeListed, mergePlan, statusSpec, stoppedPlans, targetChoices, type Action, type PlanNode } from './plan_model';
 import { PlanTree } from './plan_view';
 import { parseServerLine } from './server_log';
 import { isMissing, resolveServer } from './server_path';
-import { configLayer, coversKeys, needsRestart, type ConfigLayer } from './settings';
+import { configLayer, coversKeys, droppedWarning, needsRestart, type ConfigLayer } from './settings';
 import { SCHEME, TaskDocuments } from './task_documents';
 
 const VIEW = 'pitcrew.plans';
 /** How long to keep asking while the server is still loading its configuration. */
 const STARTING_TIMEOUT_MS = 30_000;
+/** How long a request waits for a server that is starting (answering `initialize`). */
+const CONNECT_TIMEOUT_MS = 10_000;
 
-export function activate(context: vscode.ExtensionContext): Promise<void> {
-  const controller = new Controller();
+let controller: Controller | undefined;
+
+export function activate(context: vscode.ExtensionContext): void {
+  controller = new Controller();
   context.subscriptions.push(controller);
-  return controller.restart();
+  // Not awaited: activation (and with it every command, Restart and Show Log included) must not
+  // wait for a server that may never answer.
+  void controller.restart();
 }
 
-export function deactivate(): void {
-  // The controller is in the subscriptions: disposing it stops the client.
+export function deactivate(): Promise<void> | undefined {
+  const stopping = controller?.shutdown();
+  controller = undefined;
+  return stopping;
 }
 
 type Connection = 'starting' | 'running' | 'stopped';
@@ -53,8 +63,15 @@ class Controller implements vscode.Disposable {
   private connection: Connection = 'stopped';
   /** The configuration sent as `initializationOptions` to the running server. */
   private sentLayer: ConfigLayer | undefined;
-  /** Restarts run one after the other. */
+  /** Restarts run one after the other; only the latest one asked for starts a server. */
   private restarting: Promise<void> = Promise.resolve();
+  private generation = 0;
+  /** Gives up on the start in progress (the server has not answered `initialize`). */
+  private abandonStart: (() => void) | undefined;
+  private disposed = false;
+  private shuttingDown: Promise<void> | undefined;
+  /** The settings that look like keys last warned about. */
+  private warnedDropped = '';
   private readonly disposables: vscode.Disposable[] = [];
 
   constructor() {
@@ -84,7 +101,7 @@ class Controller implements vscode.Disposable {
       this.status,
       this.documents,
       vscode.workspace.registerTextDocumentContentProvider(SCHEME, this.documents),
-      vscode.commands.registerCommand('pitcrew.restart', () => this.restart()),
+      command('pitcrew.restart', () => this.restart()),
       command('pitcrew.showLog', () => this.log.show()),
       command('pitcrew.ui.delegate', () => this.delegate()),
       command('pitcrew.ui.review', () => this.review()),
@@ -98,6 +115,7 @@ class Controller implements vscode.Disposable {
       command('pitcrew.ui.openTaskDiff', (node?: PlanNode) => this.openTaskDiff(node)),
       command('pitcrew.ui.refreshPlans', () => this.loadPlans()),
       vscode.workspace.onDidChangeConfiguration((e) => this.configurationChanged(e)),
+      vscode.workspace.onDidGrantWorkspaceTrust(() => void this.restart()),
       vscode.workspace.onDidChangeWorkspaceFolders(() => {
         if (this.folder === undefined || !vscode.workspace.workspaceFolders?.includes(this.folder)) {
           void this.restart();
@@ -107,26 +125,53 @@ class Controller implements vscode.Disposable {
   }
 
   dispose(): void {
-    void this.stop();
-    for (const disposable of this.disposables) {
-      disposable.dispose();
+    void this.shutdown();
+  }
+
+  /** Stops the server for good (deactivation): no restart asked for before or after starts one. */
+  shutdown(): Promise<void> {
+    if (this.shuttingDown === undefined) {
+      this.disposed = true;
+      this.generation++;
+      this.abandonStart?.();
+      // The output channel and the rest go once the server has stopped (it logs meanwhile).
+      this.shuttingDown = this.stop().finally(() => {
+        for (const disposable of this.disposables) {
+          disposable.dispose();
+        }
+      });
     }
+    return this.shuttingDown;
   }
 
   // ------------------------------------------------------------------------------------------
   // The client's life.
 
-  /** (Re)starts the server: `pitcrew.restart`, activation and settings changes all come here. */
+  /**
+   * (Re)starts the server: `pitcrew.restart`, activation, trust, settings and folder changes
+   * all come here, and nothing else starts a client (a crashed server is not restarted behind
+   * the user's back: see `errorHandler`). A start still waiting for the server is given up, so
+   * that a server that never answers cannot hold up the next one.
+   */
   restart(): Promise<void> {
-    this.restarting = this.restarting.then(
-      () => this.doRestart(),
-      () => this.doRestart(),
-    );
-    return this.restarting;
+    const generation = ++this.generation;
+    this.abandonStart?.();
+    const run = this.restarting.then(() => (generation === this.generation && !this.disposed ? this.doRestart(generation) : undefined));
+    this.restarting = run.catch(() => undefined);
+    return run;
   }
 
-  private async doRestart(): Promise<void> {
+  private async doRestart(generation: number): Promise<void> {
     await this.stop();
+    if (generation !== this.generation || this.disposed) {
+      return;
+    }
+    if (!vscode.workspace.isTrusted) {
+      // The server runs the repository's checks and talks to the models its pitcrew.toml and
+      // .vscode/settings.json name: only in a workspace the user trusts.
+      this.log.info('the workspace is not trusted: pitcrew starts when you trust it');
+      return;
+    }
     this.folder = vscode.workspace.workspaceFolders?.[0];
     if (this.folder === undefined) {
       this.log.info('no workspace folder open: pitcrew starts when a folder is opened');
@@ -165,7 +210,8 @@ class Controller implements vscode.Disposable {
       options: { cwd: this.folder.uri.fsPath },
     };
     const clientOptions: LanguageClientOptions = {
-      documentSelector: [{ scheme: 'file', pattern: `${escapeGlob(this.folder.uri.fsPath)}/**/*` }],
+      // The folder's files: a relative pattern (a glob built from the path would need escaping).
+      documentSelector: [{ scheme: 'file', pattern: { baseUri: this.folder.uri.toString(), pattern: '**/*' } }],
       workspaceFolder: this.folder,
       outputChannel: this.log,
       traceOutputChannel: this.log,
@@ -183,6 +229,13 @@ class Controller implements vscode.Disposable {
         },
       },
       initializationOptions: layer ?? {},
+      // A crashed server is not restarted behind `restart()`'s back (with the settings it
+      // started with and the plans it was running shown as still running): the user is told,
+      // and Restart goes through `restart()`.
+      errorHandler: {
+        error: (_error, _message, count) => ({ action: count !== undefined && count <= 3 ? ErrorAction.Continue : ErrorAction.Shutdown }),
+        closed: () => ({ action: CloseAction.DoNotRestart, handled: true }),
+      },
       middleware: {
         // Should the server ask for its settings, it gets the same layer (never `server.*`).
         workspace: {
@@ -203,38 +256,90 @@ class Controller implements vscode.Disposable {
     this.client = client;
     this.setConnection('starting');
     client.onDidChangeState((e) => {
-      if (this.client === client) {
-        this.setConnection(e.newState === State.Running ? 'running' : e.newState === State.Starting ? 'starting' : 'stopped');
+      if (this.client !== client) {
+        return;
+      }
+      this.setConnection(e.newState === State.Running ? 'running' : e.newState === State.Starting ? 'starting' : 'stopped');
+      if (e.oldState === State.Running && e.newState === State.Stopped) {
+        // Not a stop of ours (`stop()` forgets the client first): the server exited.
+        this.client = undefined;
+        this.serverStopped();
       }
     });
     client.onNotification(ext.PLAN_CHANGED, (params: ext.PlanChangedParams) => this.planChanged(params));
+    const abandoned = new Promise<'abandoned'>((resolve) => {
+      this.abandonStart = () => resolve('abandoned');
+    });
+    let outcome: 'started' | 'abandoned';
     try {
-      await client.start();
+      outcome = await Promise.race([client.start().then(() => 'started' as const), abandoned]);
     } catch (err) {
-      this.log.error(`the server did not start: ${message(err)}`);
-      if (this.client === client) {
-        this.client = undefined;
-        this.setConnection('stopped');
+      if (this.client !== client) {
+        // Given up on by a restart or shutdown meanwhile: not worth an error.
+        return;
       }
+      this.log.error(`the server did not start: ${message(err)}`);
+      this.client = undefined;
+      this.setConnection('stopped');
       void vscode.window
-        .showErrorMessage(`pitcrew: the server did not start (${message(err)}).`, 'Show Log', 'Open Settings')
+        .showErrorMessage(`pitcrew: the server did not start (${message(err)}).`, 'Restart', 'Show Log', 'Open Settings')
         .then((choice) => {
-          if (choice === 'Show Log') {
+          if (choice === 'Restart') {
+            void this.restart();
+          } else if (choice === 'Show Log') {
             this.log.show();
           } else if (choice === 'Open Settings') {
             void vscode.commands.executeCommand('workbench.action.openSettings', 'pitcrew.server');
           }
         });
       return;
+    } finally {
+      this.abandonStart = undefined;
+    }
+    if (outcome === 'abandoned' || this.client !== client) {
+      // The next restart (or the shutdown) stops it.
+      return;
     }
     this.loadPlans().catch((err) => this.log.warn(`cannot list the plans: ${message(err)}`));
+  }
+
+  /** The server exited on its own: say so, and offer Restart (which goes through `restart()`). */
+  private serverStopped(): void {
+    this.plans = stoppedPlans(this.plans);
+    this.plansChanged();
+    const text = 'pitcrew: the server stopped unexpectedly; running plans are interrupted (Retry resumes them).';
+    this.log.error(text);
+    void vscode.window.showErrorMessage(text, 'Restart', 'Show Log').then((choice) => {
+      if (choice === 'Restart') {
+        void this.restart();
+      } else if (choice === 'Show Log') {
+        this.log.show();
+      }
+    });
   }
 
   private async stop(): Promise<void> {
     const client = this.client;
     this.client = undefined;
     this.setConnection('stopped');
-    if (client !== undefined && client.state !== State.Stopped) {
+    this.plans = stoppedPlans(this.plans);
+    this.plansChanged();
+    if (client === undefined) {
+      return;
+    }
+    if (client.state === State.Starting) {
+      // languageclient cannot stop a client before the server answers `initialize`: end the
+      // process, which fails the start; should it start all the same, stop it then.
+      this.log.warn('the server did not finish starting: stopping its process');
+      client.onDidChangeState((e) => {
+        if (e.newState === State.Running) {
+          client.stop(2000).catch(() => undefined);
+        }
+      });
+      void killWhenSpawned(client);
+      return;
+    }
+    if (client.state === State.Running) {
       try {
         await client.stop(5000);
       } catch (err) {
@@ -246,10 +351,12 @@ class Controller implements vscode.Disposable {
   private configLayer(): ConfigLayer | undefined {
     const settings = vscode.workspace.getConfiguration('pitcrew', this.folder);
     const built = configLayer((key) => settings.get(key));
-    if (built.dropped.length > 0) {
-      const text = `pitcrew: ${built.dropped.join(', ')} look like keys and were not sent; keys never go in settings. Set api_key_env to the name of the environment variable that holds the key.`;
-      this.log.warn(text);
-      void vscode.window.showWarningMessage(text);
+    // Asked for on every change and every configuration pull: warn once per set of settings.
+    const warning = droppedWarning(built.dropped, this.warnedDropped);
+    this.warnedDropped = warning.key;
+    if (warning.text !== undefined) {
+      this.log.warn(warning.text);
+      void vscode.window.showWarningMessage(warning.text);
     }
     return built.layer;
   }
@@ -277,14 +384,14 @@ class Controller implements vscode.Disposable {
 
   private async loadPlans(): Promise<void> {
     const result = await this.request<ext.PlansResult>(ext.PLANS, null);
-    this.plans = result.plans;
+    this.plans = mergeListed(this.plans, result.plans);
     this.plansChanged();
   }
 
   private planChanged(params: ext.PlanChangedParams): void {
     this.plans = mergePlan(this.plans, params.plan);
     this.plansChanged();
-    this.documents.planChanged(params.planId);
+    this.documents.planChanged(params.plan);
   }
 
   private plansChanged(): void {
@@ -331,6 +438,7 @@ class Controller implements vscode.Disposable {
   // Talking to the server.
 
   private async request<R>(method: string, params: unknown): Promise<R> {
+    const connecting = Date.now() + CONNECT_TIMEOUT_MS;
     const deadline = Date.now() + STARTING_TIMEOUT_MS;
     for (;;) {
       const client = this.client;
@@ -339,7 +447,7 @@ class Controller implements vscode.Disposable {
       }
       if (!client.isRunning()) {
         await delay(100);
-        if (Date.now() > deadline) {
+        if (Date.now() > connecting) {
           throw new NotRunning();
         }
         continue;
@@ -423,6 +531,8 @@ class Controller implements vscode.Disposable {
       choice.preset === 'fix'
         ? vscode.languages
             .getDiagnostics(selection.editor.document.uri)
+            // pitcrew's own findings are the reviewer's, not the compiler's.
+            .filter((d) => d.source !== 'pitcrew')
             .filter((d) => d.range.intersection(selection.editor.selection) !== undefined || selection.range === undefined)
             .map((d) => d.message)
         : [];
@@ -558,11 +668,22 @@ function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Ends the process of a client that is starting, once it exists (languageclient spawns it a
+ * moment after the client enters `Starting`). */
+async function killWhenSpawned(client: LanguageClient): Promise<void> {
+  for (let attempt = 0; attempt < 40; attempt++) {
+    const process = client.serverProcess;
+    if (process !== undefined) {
+      process.kill();
+      return;
+    }
+    if (client.state !== State.Starting) {
+      return;
+    }
+    await delay(50);
+  }
 }
 
-/** A path as a literal glob (brackets, braces, stars and question marks escaped). */
-function escapeGlob(path: string): string {
-  return path.replace(/[[\]{}*?]/g, (c) => `[${c}]`);
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

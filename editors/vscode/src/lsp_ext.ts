@@ -47,6 +47,8 @@ export interface PlanSnapshot {
   integrationBranch: string;
   createdAt: string;
   updatedAt: string;
+  /** Grows with every saved change: of two snapshots of a plan, keep the higher. */
+  revision: number;
   tokens: number;
   costUsd: number;
   outcome: string | null;

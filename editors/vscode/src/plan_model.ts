@@ -356,10 +356,42 @@ export function statusSpec(plans: PlanSnapshot[], connection: 'starting' | 'runn
 
 /** Merges a `pitcrew/planChanged` snapshot into the list, most recent first. */
 export function mergePlan(plans: PlanSnapshot[], changed: PlanSnapshot): PlanSnapshot[] {
-  const others = plans.filter((p) => p.planId !== changed.planId);
-  const merged = [changed, ...others];
-  merged.sort((a, b) => (a.createdAt === b.createdAt ? b.planId.localeCompare(a.planId) : b.createdAt.localeCompare(a.createdAt)));
-  return merged;
+  const current = plans.find((p) => p.planId === changed.planId);
+  if (current !== undefined && current.revision > changed.revision) {
+    return plans;
+  }
+  return sortPlans([changed, ...plans.filter((p) => p.planId !== changed.planId)]);
+}
+
+/**
+ * The plans a `pitcrew/plans` answer lists, each kept as `plans` has it when that is newer (the
+ * answer can arrive after a `pitcrew/planChanged` sent later than it was computed).
+ */
+export function mergeListed(plans: PlanSnapshot[], listed: PlanSnapshot[]): PlanSnapshot[] {
+  const known = new Map(plans.map((p) => [p.planId, p]));
+  return sortPlans(
+    listed.map((p) => {
+      const current = known.get(p.planId);
+      return current !== undefined && current.revision > p.revision ? current : p;
+    }),
+  );
+}
+
+/** The plans as the server no longer runs any of them (it stopped). */
+export function stoppedPlans(plans: PlanSnapshot[]): PlanSnapshot[] {
+  return plans.some((p) => p.running) ? plans.map((p) => (p.running ? { ...p, running: false } : p)) : plans;
+}
+
+function sortPlans(plans: PlanSnapshot[]): PlanSnapshot[] {
+  return plans.sort((a, b) => (a.createdAt === b.createdAt ? b.planId.localeCompare(a.planId) : b.createdAt.localeCompare(a.createdAt)));
+}
+
+/**
+ * What a task's documents (its diff, its detail) show depends on: they are recomputed only
+ * when this changes.
+ */
+export function taskFingerprint(task: Pick<TaskSummary, 'status' | 'round' | 'finishedAt'>): string {
+  return `${task.status}|${task.round}|${task.finishedAt ?? ''}`;
 }
 
 /** Quick pick rows for choosing a plan or task to act on, from the palette. */

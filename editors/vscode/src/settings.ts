@@ -22,8 +22,9 @@ export const MIRRORED_KEYS = [
   'team.auto_apply',
 ] as const;
 
-/** Settings whose change needs a new server process rather than a configuration reload. */
-export const RESTART_KEYS = ['server.path', 'trace.server'] as const;
+/** Settings whose change needs a new server process rather than a configuration reload.
+ * (`trace.server` is not one: languageclient applies it to the running server.) */
+export const RESTART_KEYS = ['server.path'] as const;
 
 /** Keys that must never be sent: the server names the variable that holds a key, not the key. */
 const SECRET_FIELD = /(^|_)(api_?key|key|token|secret|password)$/i;
@@ -79,6 +80,22 @@ export function configLayer(get: (key: string) => unknown): BuiltLayer {
 /** Whether a change to the settings under `pitcrew.` that `affects` reports needs a restart. */
 export function needsRestart(affects: (section: string) => boolean): boolean {
   return RESTART_KEYS.some((key) => affects(`pitcrew.${key}`));
+}
+
+/**
+ * The warning for settings left out because they look like keys, or `undefined` when there is
+ * nothing new to say: it is given once per distinct set of such settings (`warned` is the key of
+ * the set last warned about; the result's `key` replaces it).
+ */
+export function droppedWarning(dropped: string[], warned: string): { key: string; text: string | undefined } {
+  const key = [...dropped].sort().join('\n');
+  if (key === '' || key === warned) {
+    return { key, text: undefined };
+  }
+  return {
+    key,
+    text: `pitcrew: ${dropped.join(', ')} ${dropped.length === 1 ? 'looks like a key and was' : 'look like keys and were'} not sent; keys never go in settings. Set api_key_env to the name of the environment variable that holds the key.`,
+  };
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -7,8 +7,8 @@
 import * as vscode from 'vscode';
 
 import { fileSides, parseUnifiedDiff, type FileDiff } from './diff';
-import type { TaskDetail } from './lsp_ext';
-import { taskMarkdown } from './plan_model';
+import type { PlanSnapshot, TaskDetail } from './lsp_ext';
+import { taskFingerprint, taskMarkdown } from './plan_model';
 
 export const SCHEME = 'pitcrew-task';
 
@@ -25,48 +25,84 @@ function parseTaskUri(uri: vscode.Uri): { taskId: string; side: Side; path: stri
   return { taskId: uri.query, side: side as Side, path: rest.join('/') };
 }
 
+/** How long a task's detail serves both sides of a diff (and its markdown) without asking again. */
+const DETAIL_TTL_MS = 2000;
+
 export class TaskDocuments implements vscode.TextDocumentContentProvider, vscode.Disposable {
   private readonly changed = new vscode.EventEmitter<vscode.Uri>();
   readonly onDidChange = this.changed.event;
   /** Recent details, so both sides of a diff cost one request. */
   private readonly details = new Map<string, { at: number; detail: Promise<TaskDetail> }>();
-  private readonly open = new Set<string>();
+  /** The open documents of each task, and what the task looked like when they were computed. */
+  private readonly open = new Map<string, { uris: Set<string>; fingerprint: string | undefined }>();
+  private readonly closed: vscode.Disposable;
 
   constructor(
     private readonly fetch: (taskId: string, path?: string) => Promise<TaskDetail>,
     private readonly folder: () => vscode.Uri | undefined,
-  ) {}
+  ) {
+    this.closed = vscode.workspace.onDidCloseTextDocument((document) => this.documentClosed(document.uri));
+  }
 
   dispose(): void {
+    this.closed.dispose();
     this.changed.dispose();
   }
 
-  /** A plan changed: its open task documents are recomputed. */
-  planChanged(planId: string): void {
-    for (const key of this.open) {
-      const uri = vscode.Uri.parse(key);
-      if (uri.query.startsWith(`${planId}/`)) {
-        this.details.delete(uri.query);
-        this.changed.fire(uri);
+  /** A plan changed: the open documents of its tasks whose state changed are recomputed (a
+   * plan changes up to ten times a second, mostly in what its agents spent). */
+  planChanged(plan: PlanSnapshot): void {
+    for (const task of plan.tasks) {
+      const open = this.open.get(task.taskId);
+      const fingerprint = taskFingerprint(task);
+      if (open === undefined || open.fingerprint === fingerprint) {
+        continue;
+      }
+      open.fingerprint = fingerprint;
+      this.details.delete(task.taskId);
+      for (const uri of open.uris) {
+        this.changed.fire(vscode.Uri.parse(uri));
       }
     }
   }
 
+  private documentClosed(uri: vscode.Uri): void {
+    if (uri.scheme !== SCHEME) {
+      return;
+    }
+    const { taskId } = parseTaskUri(uri);
+    const open = this.open.get(taskId);
+    open?.uris.delete(uri.toString());
+    if (open !== undefined && open.uris.size === 0) {
+      this.open.delete(taskId);
+      this.details.delete(taskId);
+    }
+  }
+
   detail(taskId: string): Promise<TaskDetail> {
+    const now = Date.now();
+    for (const [id, cached] of this.details) {
+      if (now - cached.at >= DETAIL_TTL_MS) {
+        this.details.delete(id);
+      }
+    }
     const cached = this.details.get(taskId);
-    if (cached !== undefined && Date.now() - cached.at < 2000) {
+    if (cached !== undefined) {
       return cached.detail;
     }
     const detail = this.fetch(taskId);
-    this.details.set(taskId, { at: Date.now(), detail });
+    this.details.set(taskId, { at: now, detail });
     detail.catch(() => this.details.delete(taskId));
     return detail;
   }
 
   async provideTextDocumentContent(uri: vscode.Uri): Promise<string> {
-    this.open.add(uri.toString());
     const { taskId, side, path } = parseTaskUri(uri);
+    const open = this.open.get(taskId) ?? { uris: new Set<string>(), fingerprint: undefined };
+    this.open.set(taskId, open);
+    open.uris.add(uri.toString());
     const detail = await this.detail(taskId);
+    open.fingerprint ??= taskFingerprint(detail);
     if (side === 'detail') {
       return taskMarkdown(detail);
     }

@@ -30,6 +30,7 @@ export function plan(fields: Partial<PlanSnapshot> = {}): PlanSnapshot {
     integrationBranch: 'pitcrew/p-1/integration',
     createdAt: '2026-11-21T10:00:00Z',
     updatedAt: '2026-11-21T10:00:05Z',
+    revision: 1,
     tokens: 0,
     costUsd: 0,
     outcome: null,

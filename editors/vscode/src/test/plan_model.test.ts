@@ -106,6 +106,36 @@ test('planChanged snapshots replace their plan and keep the most recent first', 
   assert.deepEqual(updated.map((p) => [p.planId, p.status]), [['p-2', 'running'], ['p-1', 'ready']]);
 });
 
+test('of two snapshots of a plan, the higher revision wins, whichever arrives last', () => {
+  const listed = plan({ revision: 4, status: 'running' });
+  const changed = plan({ revision: 5, status: 'ready' });
+  // A planChanged older than what is shown is ignored.
+  assert.deepEqual(model.mergePlan([changed], listed).map((p) => p.status), ['ready']);
+  // A pitcrew/plans answer computed before the last planChanged keeps the newer snapshot, and
+  // lists what it lists.
+  const other = plan({ planId: 'p-0', createdAt: '2026-11-20T10:00:00Z', revision: 9 });
+  const merged = model.mergeListed([changed], [listed, other]);
+  assert.deepEqual(merged.map((p) => [p.planId, p.status]), [['p-1', 'ready'], ['p-0', 'running']]);
+  assert.deepEqual(model.mergeListed([listed], [changed]).map((p) => p.status), ['ready']);
+  assert.deepEqual(model.mergeListed([changed], []), []);
+});
+
+test('when the server stops, no plan shows as running', () => {
+  const plans = [plan({ running: true }), plan({ planId: 'p-2', running: false, status: 'applied' })];
+  const stopped = model.stoppedPlans(plans);
+  assert.deepEqual(stopped.map((p) => p.running), [false, false]);
+  assert.equal(model.statusSpec(stopped, 'running').busy, false);
+  assert.equal(model.stoppedPlans(stopped), stopped);
+});
+
+test("a task's documents are recomputed when its state, round or end changes, not its spend", () => {
+  const running = task('a', { status: 'running', tokens: 10 });
+  assert.equal(model.taskFingerprint(running), model.taskFingerprint(task('a', { status: 'running', tokens: 900, costUsd: 1 })));
+  assert.notEqual(model.taskFingerprint(running), model.taskFingerprint({ ...running, status: 'reviewing' }));
+  assert.notEqual(model.taskFingerprint(running), model.taskFingerprint({ ...running, round: 1 }));
+  assert.notEqual(model.taskFingerprint(running), model.taskFingerprint({ ...running, finishedAt: '2026-11-21T10:01:00Z' }));
+});
+
 test('the palette offers the plans and tasks an action applies to', () => {
   const ready = plan({ planId: 'p-2', goal: 'Document it\n\nThe user pointed at src/lib.rs lines 1-3.', status: 'ready', running: false, tasks: [task('d', { status: 'ready' })] });
   const busy = plan({ tasks: [task('a', { status: 'running' }), task('b', { status: 'failed' })] });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { configLayer, coversKeys, needsRestart } from '../settings';
+import { configLayer, coversKeys, droppedWarning, needsRestart } from '../settings';
 
 function getter(values: Record<string, unknown>) {
   return (key: string) => values[key];
@@ -52,4 +52,21 @@ test('a removed setting needs a restart; a changed or added one does not', () =>
   assert.equal(coversKeys({ team: { implementers: 3 } }, sent), false);
   assert.equal(coversKeys(undefined, sent), false);
   assert.equal(coversKeys(undefined, undefined), true);
+});
+
+test('tracing applies live: it needs no restart', () => {
+  assert.equal(needsRestart((s) => s === 'pitcrew.trace.server'), false);
+});
+
+test('settings that look like keys are warned about once per distinct set', () => {
+  const first = droppedWarning(['pitcrew.models.x.api_key'], '');
+  assert.match(first.text ?? '', /pitcrew\.models\.x\.api_key looks like a key and was not sent/);
+  assert.equal(droppedWarning(['pitcrew.models.x.api_key'], first.key).text, undefined);
+  const more = droppedWarning(['pitcrew.models.y.token', 'pitcrew.models.x.api_key'], first.key);
+  assert.match(more.text ?? '', /look like keys and were not sent/);
+  assert.equal(droppedWarning(['pitcrew.models.x.api_key', 'pitcrew.models.y.token'], more.key).text, undefined);
+  // Once fixed, the same mistake made again is warned about again.
+  const fixed = droppedWarning([], more.key);
+  assert.deepEqual(fixed, { key: '', text: undefined });
+  assert.notEqual(droppedWarning(['pitcrew.models.x.api_key'], fixed.key).text, undefined);
 });
