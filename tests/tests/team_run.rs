@@ -583,6 +583,12 @@ fn a_spent_budget_continued_by_flag_finishes_the_plan() {
     );
     // The implementer resumed its round: one write, one finish, nothing redone.
     assert_eq!(scenario.fake.requests_of("implementer", Some("a")).len(), 2);
+    // The raised limits are kept with the plan, for a resumed run: one raise per "continue".
+    let continued = journal
+        .iter()
+        .filter(|e| e["event"] == "answer" && e["reason"] == "continue")
+        .count();
+    assert_eq!(scenario.plan()["budget_raises"], json!(continued));
 }
 
 #[test]

@@ -167,6 +167,10 @@ impl Orchestrator {
             plan.tasks.iter().map(|t| (t.id.clone(), t.spend)),
             &plan.spend_by_role,
         );
+        // The limits the user raised before (by answering "continue") stay raised.
+        for _ in 0..plan.budget_raises {
+            budget.raise();
+        }
         let absorbed = plan.tasks.iter().map(|t| (t.id.clone(), t.spend)).collect();
         let deadline = context
             .config
@@ -1599,8 +1603,10 @@ impl Orchestrator {
                             + extra,
                     );
                 }
-                // Raised limits, lifted halt: the waiting agents go on where they were.
+                // Raised limits, lifted halt: the waiting agents go on where they were. Kept
+                // on the plan, so that a resumed plan has them too.
                 self.budget.raise();
+                self.plan.budget_raises += 1;
             }
             (other, _) => tracing::warn!("unknown answer {other:?}"),
         }

@@ -369,6 +369,9 @@ pub struct Plan {
     /// Debugger fix rounds after a failing integration test.
     #[serde(default)]
     pub fix_rounds: u32,
+    /// How many times the user raised the budget's limits ("continue past the limit").
+    #[serde(default)]
+    pub budget_raises: u32,
     /// Why the plan ended as it did.
     pub outcome: Option<String>,
     /// Counters for ids of findings, resolve and fix tasks.
@@ -396,6 +399,7 @@ impl Plan {
             queued_escalations: Vec::new(),
             integration_test: None,
             fix_rounds: 0,
+            budget_raises: 0,
             outcome: None,
             serial: 0,
         }
