@@ -256,10 +256,19 @@ fn an_edit_that_conflicts_with_the_users_changes_is_reported_and_not_applied() {
     let uri = server.uri("src/lib.rs");
     let (plan, _) = delegate_from_comment(&mut server, &uri);
     server.wait_for_plan(&plan, "ready");
+    // The reviewer's finding on the result is shown near the line the result replaces.
+    server.wait_for_diagnostics(&uri, |d| {
+        d.len() == 1 && d[0]["range"]["start"]["line"] == 2
+    });
 
-    // The user rewrote the very line the implementer changed.
+    // The user rewrote the very line the implementer changed. The finding is about the
+    // result, not about the user's line: it stays.
     server.change(&uri, (2, 4), (2, 11), "unimplemented!()");
     let before = server.document(&uri).text.clone();
+    server.pump_for(Duration::from_millis(200));
+    let diagnostics = server.diagnostics(&uri);
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
+    assert_eq!(diagnostics[0]["range"]["start"]["line"], 2);
     server
         .command("pitcrew.apply", json!({"planId": plan}))
         .expect("apply starts");

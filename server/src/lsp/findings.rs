@@ -32,6 +32,9 @@ pub struct Tracked {
     pub end_line: u32,
     /// The plan's readable rendering, where the related information points.
     pub plan_document: Option<lsp::Uri>,
+    /// Its lines are not in the user's text (a result not applied yet): it is shown near the
+    /// lines the result replaces, and edits there move it rather than drop it.
+    pub floating: bool,
 }
 
 impl Tracked {
@@ -154,6 +157,14 @@ impl FindingStore {
                 Some(moved) => {
                     changed |= moved != anchor;
                     t.anchor = Some(moved);
+                    true
+                }
+                // Not the user's code: the finding is about the result, still to come.
+                None if t.floating => {
+                    let last = text.len_lines().saturating_sub(1) as u32;
+                    let line = t.line.min(last);
+                    t.anchor = Some(line_anchor(text, line, t.end_line.clamp(line, last)));
+                    changed = true;
                     true
                 }
                 None => {
@@ -360,6 +371,7 @@ mod tests {
             title: "task".into(),
             uri: "file:///a.rs".into(),
             anchor: None,
+            floating: false,
             line,
             end_line: line,
             plan_document: None,

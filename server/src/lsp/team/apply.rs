@@ -659,6 +659,8 @@ fn placement(
             let end_line = map_line(&result_text, new_text, last).max(line);
             placed.line = line as u32;
             placed.end_line = end_line as u32;
+            // In the user's text now: edits to its lines drop it, as for any finding.
+            placed.floating = false;
             placed.anchor = Some(crate::lsp::findings::line_anchor(
                 &new_rope,
                 line as u32,

@@ -164,9 +164,11 @@ fn map_findings(
             .map(|l| (l.saturating_sub(1) as usize).min(lines - 1))
             .unwrap_or(first)
             .max(first);
+        let mut floating = false;
         let (line, end_line) = match mode {
             Mode::Near => {
                 let line = map_line(&side.reviewed, now, first);
+                floating = map_line_exact(&side.reviewed, now, first).is_none();
                 (line, map_line(&side.reviewed, now, last).max(line))
             }
             Mode::Exact => {
@@ -189,6 +191,7 @@ fn map_findings(
             anchor: None,
             line,
             end_line,
+            floating,
             plan_document: plan_document.clone(),
         });
     }
