@@ -658,3 +658,27 @@ fn reset_clean_discards_changes_and_untracked_files_but_keeps_ignored_ones() {
         "ignored build output stays"
     );
 }
+
+#[test]
+fn a_crash_mid_branch_leaves_a_young_lock_that_the_next_owner_of_the_plan_clears() {
+    let repo = TestRepo::new();
+    repo.write("a.txt", "a\n");
+    repo.commit_all("initial");
+    let git = repo.open();
+    // Killed while creating a task's branch: its lock is seconds old.
+    let branches = repo.path().join(".git/refs/heads/pitcrew/p");
+    std::fs::create_dir_all(&branches).unwrap();
+    let young = branches.join("t1.lock");
+    std::fs::write(&young, "").unwrap();
+
+    // Without a word about who runs the plan, a young lock may be a live process's: kept.
+    let recovery = worktree::recover(&git).unwrap();
+    assert_eq!(recovery.fresh_locks_kept, std::slice::from_ref(&young));
+    assert!(young.exists());
+    // The plan's new owner (its plan lock was free) knows it is a crash's: cleared, and the
+    // task's branch can be created again.
+    let recovery = worktree::recover_where(&git, |plan| plan == "p").unwrap();
+    assert_eq!(recovery.stale_locks_removed, std::slice::from_ref(&young));
+    assert!(!young.exists());
+    worktree::ensure(&git, "p", "t1", repo.head()).expect("the branch can be created");
+}

@@ -305,7 +305,7 @@ pub struct Recovery {
 /// Repairs what a crashed pitcrew left behind: half-created worktrees, stray directories, and
 /// stale lock files in pitcrew's own worktrees and branches. Never touches anything else.
 pub fn recover(repo: &Repository) -> Result<Recovery> {
-    recover_where(repo, |_| true)
+    recover_plans(repo, |_| true, false)
 }
 
 /// The plan a worktree name (`pitcrew-<plan>-<task>`), directory (`<plan>-<task>`) or branch
@@ -316,8 +316,14 @@ fn plan_of(name: &str) -> &str {
 }
 
 /// `recover`, for the plans `mine` accepts only: another process may be creating worktrees of
-/// the plans it runs, and those are not leftovers.
+/// the plans it runs, and those are not leftovers. `mine` vouches that no other process runs
+/// the plans it accepts (their plan lock was free), so their locks are a crash's, however
+/// young they are.
 pub fn recover_where(repo: &Repository, mine: impl Fn(&str) -> bool) -> Result<Recovery> {
+    recover_plans(repo, mine, true)
+}
+
+fn recover_plans(repo: &Repository, mine: impl Fn(&str) -> bool, owned: bool) -> Result<Recovery> {
     let mut recovery = Recovery::default();
     let names = repo.worktrees().context(|| "listing worktrees".into())?;
     let mut registered = Vec::new();
@@ -379,16 +385,20 @@ pub fn recover_where(repo: &Repository, mine: impl Fn(&str) -> bool) -> Result<R
                 .map(|e| e.path()),
         );
     }
+    // When `mine` vouches for them, those belong to plans no other pitcrew runs, and nothing
+    // else writes there: a lock left in them is a crash's, however young. Otherwise, and for
+    // the shared refs/pitcrew (snapshots), only locks older than a minute are stale.
+    let owned = if owned { lock_dirs.len() } else { 0 };
     lock_dirs.push(repo.commondir().join("refs/pitcrew"));
     let now = SystemTime::now();
-    for dir in lock_dirs {
+    for (index, dir) in lock_dirs.into_iter().enumerate() {
         for lock in lock_files(&dir) {
             let age = std::fs::metadata(&lock)
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|modified| now.duration_since(modified).ok())
                 .unwrap_or_default();
-            if age >= STALE_LOCK_AGE {
+            if index < owned || age >= STALE_LOCK_AGE {
                 std::fs::remove_file(&lock).context(|| format!("removing {}", lock.display()))?;
                 recovery.stale_locks_removed.push(lock);
             } else {
