@@ -206,6 +206,49 @@ impl Orchestrator {
         );
         // Commands queued before the loop runs come first: an ended plan is started again
         // with the user's retry waiting, and the retry is what reopens it.
+        self.take_queued_commands();
+        self.resume().await;
+        loop {
+            loop {
+                if self.stop_after_planning
+                    && (!self.plan.tasks.is_empty() || self.plan.status.is_terminal())
+                    && self.workers.is_empty()
+                {
+                    self.persist();
+                    return self.plan;
+                }
+                self.advance().await;
+                self.persist();
+                if self.plan.status.is_terminal() && self.workers.is_empty() {
+                    break;
+                }
+                let deadline = self.deadline;
+                tokio::select! {
+                    Some(done) = self.done_rx.recv() => self.on_done(done).await,
+                    Some(exceeded) = self.alerts.recv() => self.on_budget(exceeded),
+                    command = recv(&mut self.commands) => match command {
+                        Some(command) => self.on_command(command),
+                        None => {
+                            // Nobody can answer any more: every question is answered "abort".
+                            self.commands = None;
+                            self.abort_all_questions();
+                        }
+                    },
+                    () = sleep_until(deadline) => self.on_timeout(),
+                }
+            }
+            self.finish().await;
+            // A retry that came while the plan was finishing (the user saw it end) reopens it.
+            self.take_queued_commands();
+            if self.plan.status.is_terminal() {
+                return self.plan;
+            }
+            self.resume().await;
+        }
+    }
+
+    /// Handles the commands waiting in the channel, without waiting for more.
+    fn take_queued_commands(&mut self) {
         let mut queued = Vec::new();
         if let Some(commands) = &mut self.commands {
             while let Ok(command) = commands.try_recv() {
@@ -215,37 +258,6 @@ impl Orchestrator {
         for command in queued {
             self.on_command(command);
         }
-        self.resume().await;
-        loop {
-            if self.stop_after_planning
-                && (!self.plan.tasks.is_empty() || self.plan.status.is_terminal())
-                && self.workers.is_empty()
-            {
-                self.persist();
-                return self.plan;
-            }
-            self.advance().await;
-            self.persist();
-            if self.plan.status.is_terminal() && self.workers.is_empty() {
-                break;
-            }
-            let deadline = self.deadline;
-            tokio::select! {
-                Some(done) = self.done_rx.recv() => self.on_done(done).await,
-                Some(exceeded) = self.alerts.recv() => self.on_budget(exceeded),
-                command = recv(&mut self.commands) => match command {
-                    Some(command) => self.on_command(command),
-                    None => {
-                        // Nobody can answer any more: every question is answered "abort".
-                        self.commands = None;
-                        self.abort_all_questions();
-                    }
-                },
-                () = sleep_until(deadline) => self.on_timeout(),
-            }
-        }
-        self.finish().await;
-        self.plan
     }
 
     // ---- Resuming -------------------------------------------------------------------------
