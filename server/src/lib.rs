@@ -6,6 +6,7 @@
 pub mod agents;
 pub mod cli;
 pub mod config;
+pub mod failpoint;
 pub mod git;
 pub mod lsp;
 pub mod model;

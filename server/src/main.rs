@@ -67,6 +67,10 @@ enum Command {
     Apply {
         /// The plan (default: the most recent ready one).
         plan: Option<String>,
+        /// Apply even though HEAD has left the commit the plan started from (without it,
+        /// pitcrew asks at a terminal and refuses elsewhere).
+        #[arg(long)]
+        force: bool,
     },
     /// Check the configuration and the models it names.
     Doctor {
@@ -151,8 +155,8 @@ fn main() -> ExitCode {
         Command::Log { json, plan } => {
             with_cwd("log", |cwd| cli::plans::log(&cwd, json, plan.as_deref()))
         }
-        Command::Apply { plan } => with_cwd("apply", |cwd| {
-            run_async(cli::plans::apply(&cwd, plan.as_deref()))
+        Command::Apply { plan, force } => with_cwd("apply", |cwd| {
+            run_async(cli::plans::apply(&cwd, plan.as_deref(), force))
         }),
         Command::Demo { dir, latency_ms } => {
             run_async(cli::demo::run(cli::demo::DemoOptions { dir, latency_ms }))

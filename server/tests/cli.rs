@@ -1,4 +1,5 @@
-//! The command line as a user meets it: version, doctor, and honest "not yet" answers.
+//! The command line as a user meets it: version, clear words outside a repository, the fake
+//! model.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -54,6 +55,43 @@ fn run_status_and_log_outside_a_repository_say_so() {
             stderr(&output)
         );
     }
+}
+
+#[test]
+fn a_bare_repository_is_named_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("project.git");
+    git2::Repository::init_bare(&bare).unwrap();
+    for args in [&["run", "a goal"][..], &["status"], &["apply"]] {
+        let output = pitcrew(&bare, dir.path(), args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let said = stderr(&output);
+        assert!(
+            said.contains("is a bare repository") && said.contains("needs a working tree"),
+            "{args:?}: {said}"
+        );
+        assert!(!said.contains("not inside a git repository"), "{said}");
+    }
+    // A worktree of a bare repository is a working tree: pitcrew works there.
+    let repo = git2::Repository::open_bare(&bare).unwrap();
+    let signature = git2::Signature::now("t", "t@t").unwrap();
+    let tree = repo.treebuilder(None).unwrap().write().unwrap();
+    let tree = repo.find_tree(tree).unwrap();
+    repo.commit(Some("HEAD"), &signature, &signature, "init", &tree, &[])
+        .unwrap();
+    let status = Command::new("git")
+        .args(["worktree", "add", "../work"])
+        .current_dir(&bare)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", stderr(&status));
+    let output = pitcrew(&dir.path().join("work"), dir.path(), &["status"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("No plans yet"),
+        "{}",
+        stdout(&output)
+    );
 }
 
 #[test]

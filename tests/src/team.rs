@@ -44,6 +44,15 @@ pub mod script {
         )
     }
 
+    /// `edit_file`: replaces `old` (which occurs once) by `new` in `path`.
+    pub fn edit(task: &str, path: &str, old: &str, new: &str) -> Value {
+        calls(
+            "implementer",
+            Some(task),
+            json!([{"name": "edit_file", "arguments": {"path": path, "old": old, "new": new}}]),
+        )
+    }
+
     pub fn finish(task: &str, summary: &str) -> Value {
         calls(
             "implementer",

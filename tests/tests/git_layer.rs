@@ -439,7 +439,8 @@ fn crash_leftovers_are_recovered_and_live_locks_left_alone() {
 }
 
 #[test]
-fn applying_a_result_merges_with_the_users_newer_edits_and_leaves_conflicts_alone() {
+fn applying_a_result_merges_with_the_users_newer_edits_and_applies_nothing_while_a_file_conflicts()
+{
     let repo = TestRepo::new();
     let lines: String = (1..=12).map(|i| format!("line {i}\n")).collect();
     repo.write("a.txt", &lines);
@@ -470,23 +471,32 @@ fn applying_a_result_merges_with_the_users_newer_edits_and_leaves_conflicts_alon
     let index_before = std::fs::read(repo.path().join(".git/index")).unwrap();
     let head_before = repo.head();
 
-    let report = apply_to_workdir(&git, base, result).unwrap();
+    // One file conflicts: nothing at all is written, and the conflict is reported.
+    let refused = apply_to_workdir(&git, "p", base, result).unwrap();
+    assert_eq!(refused.conflicts.len(), 1);
+    assert_eq!(refused.conflicts[0].path, "c.txt");
+    assert_eq!(refused.conflicts[0].regions[0].ours, "shared line (user)\n");
+    assert!(refused.written.is_empty() && refused.merged.is_empty() && refused.deleted.is_empty());
+    assert_eq!(
+        repo.read("a.txt"),
+        lines.replace("line 12\n", "line 12 (user)\n")
+    );
+    assert_eq!(repo.read("b.txt"), "b\n");
+    assert!(!repo.path().join("new.txt").exists());
+
+    // The user resolves c by taking the agents' line: now all of it applies.
+    repo.write("c.txt", "shared line (agent)\n");
+    let report = apply_to_workdir(&git, "p", base, result).unwrap();
+    assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.merged, ["a.txt"]);
     assert_eq!(report.deleted, ["b.txt"]);
     assert_eq!(report.written, ["new.txt"]);
-    assert_eq!(report.conflicts.len(), 1);
-    assert_eq!(report.conflicts[0].path, "c.txt");
-    assert_eq!(report.conflicts[0].regions[0].ours, "shared line (user)\n");
+    assert_eq!(report.unchanged, ["c.txt"]);
     assert_eq!(
         repo.read("a.txt"),
         lines
             .replace("line 1\n", "LINE 1 (agent)\n")
             .replace("line 12\n", "line 12 (user)\n")
-    );
-    assert_eq!(
-        repo.read("c.txt"),
-        "shared line (user)\n",
-        "a conflict is left untouched"
     );
     assert_eq!(repo.read("new.txt"), "from the agent\n");
     assert!(!repo.path().join("b.txt").exists());
@@ -495,13 +505,16 @@ fn applying_a_result_merges_with_the_users_newer_edits_and_leaves_conflicts_alon
         index_before
     );
     assert_eq!(repo.head(), head_before);
+    assert!(
+        !repo.path().join(".git/pitcrew/applying/p.json").exists(),
+        "a finished apply leaves no record"
+    );
 
     // Applying again changes nothing more.
     let merged_a = repo.read("a.txt");
-    let again = apply_to_workdir(&git, base, result).unwrap();
-    assert_eq!(again.unchanged, ["b.txt", "new.txt"]);
+    let again = apply_to_workdir(&git, "p", base, result).unwrap();
+    assert_eq!(again.unchanged, ["a.txt", "b.txt", "c.txt", "new.txt"]);
     assert_eq!(repo.read("a.txt"), merged_a);
-    assert_eq!(again.conflicts.len(), 1);
     repo.assert_fsck_clean();
 }
 

@@ -701,6 +701,48 @@ fn every_escape_attempt_is_refused_and_reported_to_the_model() {
 }
 
 #[test]
+fn names_git_refuses_are_refused_by_the_tool_and_the_task_still_lands() {
+    // Before, these were written, and the task then failed when its work was committed.
+    let scenario = TeamScenario::new(
+        &[("check.sh", CHECK)],
+        vec![
+            plan(json!([spec("odd", "Write odd.txt", &[])])),
+            calls(
+                "implementer",
+                Some("odd"),
+                json!([
+                    {"name": "write_file", "arguments": {"path": ".git.", "content": "x"}},
+                    {"name": "write_file", "arguments": {"path": "git~1/x", "content": "x"}},
+                    {"name": "write_file", "arguments": {"path": ".GiT./x", "content": "x"}},
+                ]),
+            ),
+            write("odd", "odd.txt", "fine\n"),
+            finish("odd", "wrote odd.txt"),
+            approve("odd"),
+        ],
+        "",
+        "test = \"sh check.sh\"",
+    );
+    let outcome = scenario.run("Write odd", &["--yes"]);
+    assert_eq!(outcome.code, Some(0), "{}", outcome.all());
+    assert_eq!(scenario.repo.read("odd.txt"), "fine\n");
+    let second = scenario.fake.requests_of("implementer", Some("odd"))[1]["body"].to_string();
+    assert!(
+        second.contains("names the repository's .git directory on Windows"),
+        "the model was told why: {second}"
+    );
+    let refused = scenario
+        .journal()
+        .into_iter()
+        .filter(|e| e["event"] == "tool_refused")
+        .count();
+    assert_eq!(refused, 3);
+    for path in [".git.", "git~1", ".GiT."] {
+        assert!(!scenario.path().join(path).exists(), "{path}");
+    }
+}
+
+#[test]
 fn a_tool_call_cut_off_mid_stream_is_never_executed() {
     let cut = calls(
         "implementer",

@@ -85,10 +85,16 @@ impl Workspace {
         for component in candidate.components() {
             match component {
                 Component::Normal(part) => {
-                    if part.to_string_lossy().eq_ignore_ascii_case(".git") {
+                    let name = part.to_string_lossy();
+                    if name.eq_ignore_ascii_case(".git") {
                         return Err(ToolError::Refused(format!(
                             "{path}: .git is not part of the code; agents may not touch it"
                         )));
+                    }
+                    // A name git would refuse to commit is refused now, with git's reason,
+                    // rather than when the task's work is committed.
+                    if let Some(reason) = crate::git::paths::component_refusal(&name) {
+                        return Err(ToolError::Refused(format!("{path}: {reason}")));
                     }
                     relative.push(part);
                 }
@@ -412,6 +418,11 @@ mod tests {
             ".git/config",
             ".git/hooks/pre-commit",
             "a/.GIT/x",
+            // Names git refuses to commit: refused with git's reason, before any work is lost.
+            ".git.",
+            "git~1/x",
+            ".GiT./x",
+            ".g\u{200c}it/config",
         ] {
             let read = ws.read_file(bad);
             let write = ws.write_file(bad, "x");

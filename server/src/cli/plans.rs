@@ -1,11 +1,12 @@
 //! `pitcrew status`, `pitcrew log` and `pitcrew apply`: reading (and applying) what is on disk.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use serde_json::json;
 
 use super::output;
-use super::run::{apply_and_record, setup, summary};
+use super::run::{apply_and_record, head_moved, setup, summary};
 use crate::team::plan::PlanStatus;
 use crate::team::store::JournalEntry;
 
@@ -115,8 +116,10 @@ pub fn log(cwd: &Path, as_json: bool, plan: Option<&str>) -> i32 {
     0
 }
 
-/// Applies a ready plan (the latest ready one by default) to the working tree.
-pub async fn apply(cwd: &Path, plan_id: Option<&str>) -> i32 {
+/// Applies a ready plan (the latest ready one by default) to the working tree, whole or not at
+/// all. When HEAD has left the commit the plan started from, asks at a terminal and refuses
+/// elsewhere, unless `force`.
+pub async fn apply(cwd: &Path, plan_id: Option<&str>, force: bool) -> i32 {
     let setup = match setup(cwd) {
         Ok(setup) => setup,
         Err(error) => {
@@ -124,46 +127,115 @@ pub async fn apply(cwd: &Path, plan_id: Option<&str>) -> i32 {
             return 2;
         }
     };
-    let plans = setup.store.plans();
-    let plan = match plan_id {
-        Some(id) => plans.into_iter().find(|p| p.id == id),
-        None => plans
-            .into_iter()
-            .rev()
-            .find(|p| p.status == PlanStatus::Ready),
-    };
-    let Some(found) = plan else {
-        output::error("pitcrew apply: no such plan ready to apply (see `pitcrew status`)");
-        return 1;
-    };
-    // Lock, then read: another process may have just changed it.
-    let Ok(Some(_lock)) = setup.store.lock_plan(&found.id) else {
-        output::error(&format!(
-            "pitcrew apply: plan {} is busy in another process",
-            found.id
-        ));
-        return 1;
-    };
-    let Ok(mut plan) = setup.store.load_plan(&found.id) else {
-        output::error(&format!("pitcrew apply: plan {} cannot be read", found.id));
-        return 1;
-    };
-    if plan.status != PlanStatus::Ready {
-        output::error(&format!(
-            "pitcrew apply: plan {} is {}, not ready",
-            plan.id,
-            plan.status.as_str()
-        ));
-        return 1;
+    for line in
+        crate::team::housekeeping::finish_interrupted_applies(&setup.repo, &setup.store).await
+    {
+        output::line(&line);
     }
-    let Ok(Some(_lock)) = setup.store.lock_plan(&plan.id) else {
+    let plans = setup.store.plans();
+    let found = match plan_id {
+        Some(id) => plans.into_iter().find(|p| p.id == id),
+        None => {
+            let ready = plans.iter().rev().find(|p| p.status == PlanStatus::Ready);
+            match ready {
+                Some(plan) => Some(plan.clone()),
+                // Nothing is ready: say what the latest plan is, if anything.
+                None => match plans.last() {
+                    Some(latest) if latest.status == PlanStatus::Applied => {
+                        output::line(&format!(
+                            "Plan {} is already applied; no plan is waiting to be applied.",
+                            latest.id
+                        ));
+                        return 0;
+                    }
+                    Some(latest) => {
+                        output::error(&format!(
+                            "pitcrew apply: no plan is ready to apply; the latest, {}, is {} (see `pitcrew status`)",
+                            latest.id,
+                            latest.status.as_str()
+                        ));
+                        return 1;
+                    }
+                    None => {
+                        output::error(
+                            "pitcrew apply: there are no plans yet; start one with `pitcrew run \"<goal>\"`",
+                        );
+                        return 1;
+                    }
+                },
+            }
+        }
+    };
+    let Some(found) = found else {
         output::error(&format!(
-            "pitcrew apply: plan {} is busy in another process",
-            plan.id
+            "pitcrew apply: there is no plan {} (see `pitcrew status`)",
+            plan_id.unwrap_or_default()
         ));
         return 1;
     };
-    match apply_and_record(&setup, &mut plan).await {
+    // Lock, then read: another process may have just changed it. The lock is held until the
+    // plan is saved as applied.
+    let lock = match setup.store.lock_plan(&found.id) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            output::error(&format!(
+                "pitcrew apply: plan {} is being run by another pitcrew process; apply it when that ends",
+                found.id
+            ));
+            return 1;
+        }
+        Err(err) => {
+            output::error(&format!(
+                "pitcrew apply: cannot lock plan {}: {err}",
+                found.id
+            ));
+            return 1;
+        }
+    };
+    let mut plan = match setup.store.load_plan(&found.id) {
+        Ok(plan) => plan,
+        Err(err) => {
+            output::error(&format!("pitcrew apply: {err}"));
+            return 1;
+        }
+    };
+    match plan.status {
+        PlanStatus::Ready => {}
+        PlanStatus::Applied => {
+            output::line(&format!("Plan {} is already applied.", plan.id));
+            return 0;
+        }
+        other => {
+            output::error(&format!(
+                "pitcrew apply: plan {} is {}, not ready; only a ready plan's result can be applied",
+                plan.id,
+                other.as_str()
+            ));
+            return 1;
+        }
+    }
+    match head_moved(&setup, &plan).await {
+        Ok(None) => {}
+        Ok(Some(moved)) => {
+            if !force && !confirm(&format!("Plan {}: {moved}.", plan.id)).await {
+                output::error(&format!(
+                    "pitcrew apply: not applied: {moved}. Look first (`git diff {} {}`), then \
+                     apply with `pitcrew apply {} --force` to merge it onto what you have now.",
+                    &plan.base[..plan.base.len().min(12)],
+                    plan.integration_branch,
+                    plan.id
+                ));
+                return 1;
+            }
+        }
+        Err(err) => {
+            output::error(&format!("pitcrew apply: {err}"));
+            return 1;
+        }
+    }
+    let applied = apply_and_record(&setup, &mut plan).await;
+    drop(lock);
+    match applied {
         Ok(report) => {
             output::line(&summary(&plan, Some(&report), 0.0));
             if report.is_clean() { 0 } else { 1 }
@@ -173,4 +245,21 @@ pub async fn apply(cwd: &Path, plan_id: Option<&str>) -> i32 {
             1
         }
     }
+}
+
+/// Asks a yes/no question at the terminal; `false` when nobody is there to answer.
+async fn confirm(question: &str) -> bool {
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    output::error(&format!("{question}\nApply anyway? [y/N] "));
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).ok()?;
+        Some(matches!(line.trim(), "y" | "Y" | "yes"))
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or(false)
 }

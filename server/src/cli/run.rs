@@ -51,11 +51,12 @@ pub fn setup(cwd: &Path) -> Result<Setup, String> {
 /// As `setup`, with the configuration read only from the files `paths` names for the
 /// repository's working tree (the demo ignores the user's own configuration).
 pub fn setup_with(cwd: &Path, paths: impl FnOnce(&Path) -> ConfigPaths) -> Result<Setup, String> {
-    let repo = GitRepo::discover(cwd).map_err(|_| {
-        format!(
-            "{} is not inside a git repository; pitcrew works in one",
+    let repo = GitRepo::discover(cwd).map_err(|err| match err {
+        git::GitError::NotARepository(_) => format!(
+            "{} is not inside a git repository; pitcrew works in one (run `git init`)",
             cwd.display()
-        )
+        ),
+        other => other.to_string(),
     })?;
     let loaded = config::load(&paths(repo.workdir()), None, None);
     let config = loaded.config.map_err(|errors| {
@@ -90,6 +91,9 @@ pub async fn run_in(setup: Setup, options: RunOptions) -> i32 {
             ));
             return 2;
         }
+    }
+    for line in team::housekeeping::finish_interrupted_applies(&setup.repo, &setup.store).await {
+        output::error(&format!("pitcrew: {line}"));
     }
     let models = match Models::from_config(&setup.config) {
         Ok(models) => Arc::new(models),
@@ -275,10 +279,31 @@ pub async fn run_in(setup: Setup, options: RunOptions) -> i32 {
 
     let mut plan = plan;
     let mut apply_report = None;
+    let mut apply_refused = false;
     if plan.status == PlanStatus::Ready && (options.yes || setup.config.team.auto_apply) {
-        match apply_and_record(&setup, &mut plan).await {
-            Ok(report) => apply_report = Some(report),
-            Err(err) => output::error(&format!("pitcrew run: could not apply the result: {err}")),
+        match head_moved(&setup, &plan).await {
+            // Nobody is asked under --yes: a result for another branch is not applied.
+            Ok(Some(moved)) => {
+                apply_refused = true;
+                output::error(&format!(
+                    "pitcrew run: the result was not applied: {moved}. Look first (`git diff {} {}`), \
+                     then apply it with `pitcrew apply {}`, which asks.",
+                    &plan.base[..plan.base.len().min(12)],
+                    plan.integration_branch,
+                    plan.id
+                ));
+            }
+            Ok(None) => match apply_and_record(&setup, &mut plan).await {
+                Ok(report) => apply_report = Some(report),
+                Err(err) => {
+                    apply_refused = true;
+                    output::error(&format!("pitcrew run: could not apply the result: {err}"))
+                }
+            },
+            Err(err) => {
+                apply_refused = true;
+                output::error(&format!("pitcrew run: could not apply the result: {err}"))
+            }
         }
     }
     drop(lock);
@@ -293,6 +318,7 @@ pub async fn run_in(setup: Setup, options: RunOptions) -> i32 {
         return if planned { 0 } else { 1 };
     }
     let succeeded = matches!(plan.status, PlanStatus::Ready | PlanStatus::Applied)
+        && !apply_refused
         && apply_report.as_ref().is_none_or(|r| r.is_clean());
     if options.json {
         output::line(
@@ -317,14 +343,14 @@ pub async fn apply_and_record(
 ) -> Result<git::apply::ApplyReport, String> {
     let report = apply(setup, plan).await?;
     if report.is_clean() {
-        plan.status = PlanStatus::Applied;
-        for task in &mut plan.tasks {
-            if task.status == TaskStatus::Ready {
-                task.status = TaskStatus::Applied;
-            }
-        }
+        plan.mark_applied(&[]);
         plan.revision += 1;
-        let _ = setup.store.save_plan(plan);
+        if let Err(err) = setup.store.save_plan(plan) {
+            output::error(&format!(
+                "pitcrew: the result was applied, but plan {} could not be saved as applied: {err}",
+                plan.id
+            ));
+        }
     }
     setup.store.journal(
         &JournalEntry::new(&plan.id, "applied")
@@ -340,10 +366,11 @@ pub async fn apply_and_record(
     Ok(report)
 }
 
-/// Applies a ready plan's integrated result to the working tree.
+/// Applies a ready plan's integrated result to the working tree, whole or not at all.
 pub async fn apply(setup: &Setup, plan: &Plan) -> Result<git::apply::ApplyReport, String> {
     let base = git2::Oid::from_str(&plan.base).map_err(|e| e.to_string())?;
     let branch = plan.integration_branch.clone();
+    let name = plan.id.clone();
     setup
         .repo
         .run(move |r| {
@@ -352,8 +379,18 @@ pub async fn apply(setup: &Setup, plan: &Plan) -> Result<git::apply::ApplyReport
                 .and_then(|b| b.get().peel_to_commit())
                 .map(|c| c.id())
                 .map_err(|e| git::GitError::Refused(format!("{branch}: {e}")))?;
-            git::apply::apply_to_workdir(r, base, head)
+            git::apply::apply_to_workdir(r, &name, base, head)
         })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Whether HEAD has left the commit `plan` started from (see `git::apply::head_moved`).
+pub async fn head_moved(setup: &Setup, plan: &Plan) -> Result<Option<String>, String> {
+    let base = git2::Oid::from_str(&plan.base).map_err(|e| e.to_string())?;
+    setup
+        .repo
+        .run(move |r| git::apply::head_moved(r, base))
         .await
         .map_err(|e| e.to_string())
 }
@@ -682,19 +719,36 @@ pub fn summary(plan: &Plan, applied: Option<&git::apply::ApplyReport>, seconds: 
         },
     ));
     match (plan.status, applied) {
-        (_, Some(report)) => {
+        (_, Some(report)) if report.is_clean() => {
             out.push_str(&format!(
                 "Applied to your working tree: {} written, {} merged with your edits, {} deleted.\n",
                 report.written.len(),
                 report.merged.len(),
                 report.deleted.len()
             ));
+        }
+        (_, Some(report)) => {
+            out.push_str(&format!(
+                "Nothing was applied: {} of the result's files conflict with your changes, and a \
+                 result is applied whole or not at all.\n",
+                report.conflicts.len()
+            ));
             for conflict in &report.conflicts {
-                out.push_str(&format!(
-                    "  left untouched: {} ({})\n",
-                    conflict.path, conflict.reason
-                ));
+                out.push_str(&format!("  {}: {}\n", conflict.path, conflict.reason));
+                for region in &conflict.regions {
+                    out.push_str(&format!(
+                        "    lines {}-{}: yours {:?}, the agents' {:?}\n",
+                        region.ours_start_line + 1,
+                        region.ours_start_line + region.ours_line_count.max(1),
+                        region.ours.trim_end(),
+                        region.theirs.trim_end()
+                    ));
+                }
             }
+            out.push_str(&format!(
+                "Resolve them (or undo your changes to those lines) and run `pitcrew apply {}` again.\n",
+                plan.id
+            ));
         }
         (PlanStatus::Ready, None) => out.push_str(&format!(
             "The result is on branch {}. Apply it with `pitcrew apply {}` (a three-way merge \

@@ -1,15 +1,17 @@
 //! Bringing a result onto what the user has, file by file, as a three-way merge of the snapshot
 //! the agents started from, the file as it is now, and the result. `plan_file` decides; the
 //! headless CLI writes the working tree with `apply_to_workdir`, the editor turns the same
-//! decisions into a workspace edit. A file the user changed in a conflicting way is left
-//! untouched and reported. The index and HEAD are never written.
+//! decisions into a workspace edit. A result is applied whole or not at all: when one file
+//! conflicts with the user's changes, nothing is written and the conflicts are reported. The
+//! index and HEAD are never written.
 
 use std::path::{Component, Path, PathBuf};
 
 use git2::{Delta, DiffOptions, Oid, Repository};
 use serde::Serialize;
 
-use super::merge::{ConflictRegion, TextMerge, merge_text};
+use super::merge::{ConflictRegion, TextMerge};
+use super::user_merge::merge_onto_user;
 use super::{Context, GitError, Result};
 
 /// What applying did, file by file.
@@ -191,22 +193,41 @@ pub fn plan_file(
     else {
         return Ok(conflict("changed by you and by the agents, and not text"));
     };
-    Ok(match merge_text(base_text, current_text, result_text)? {
-        TextMerge::Clean(merged) => FilePlan::Merged(merged),
-        TextMerge::Conflicts(regions) => FilePlan::Conflict {
-            reason: "your changes overlap the agents' changes".into(),
-            regions,
+    Ok(
+        match merge_onto_user(base_text, current_text, result_text) {
+            // The user's text already holds the result's changes.
+            TextMerge::Clean(merged) if merged.as_bytes() == current => FilePlan::Unchanged,
+            TextMerge::Clean(merged) => FilePlan::Merged(merged),
+            TextMerge::Conflicts(regions) => FilePlan::Conflict {
+                reason: "your changes overlap the agents' changes".into(),
+                regions,
+            },
         },
-    })
+    )
 }
 
-/// Applies the change from commit `base` to commit `result` onto the working tree of `repo`.
-pub fn apply_to_workdir(repo: &Repository, base: Oid, result: Oid) -> Result<ApplyReport> {
+/// Applies the change from commit `base` to commit `result` onto the working tree of `repo`,
+/// whole or not at all.
+///
+/// Every file is merged first; if any conflicts, nothing is written and the report says which.
+/// Otherwise the writes are recorded in `<git-dir>/pitcrew/applying/<name>.json` (their new
+/// contents as blobs in the object database) before the first file changes, so an apply cut
+/// short by a crash is finished by `finish_interrupted` on the next start. `name` identifies the
+/// apply (the plan's id).
+pub fn apply_to_workdir(
+    repo: &Repository,
+    name: &str,
+    base: Oid,
+    result: Oid,
+) -> Result<ApplyReport> {
+    super::check_id(name)?;
     let workdir = repo
         .workdir()
         .ok_or_else(|| GitError::Refused("a bare repository has no working tree".into()))?
         .to_path_buf();
     let mut report = ApplyReport::default();
+    // (path, blob id before, new content or `None` to delete, mode), for every file to change.
+    let mut staged = Vec::new();
     for file in changed_files(repo, base, result)? {
         let path = file.path;
         let current = match file.current {
@@ -226,35 +247,301 @@ pub fn apply_to_workdir(repo: &Repository, base: Oid, result: Oid) -> Result<App
             Current::Missing => None,
             Current::Content(content) => Some(content),
         };
-        let Some(full) = safe_join(&workdir, &path) else {
-            continue; // reported as Refused above
-        };
-        match plan_file(
+        let before = current.as_deref().map(blob_id).transpose()?;
+        let decision = plan_file(
             file.base.as_deref(),
             current.as_deref(),
             file.result.as_deref(),
-        )? {
-            FilePlan::Unchanged => report.unchanged.push(path),
-            FilePlan::Write(content) => {
-                write_atomically(&full, &content, file.result_mode)?;
-                report.written.push(path);
+        )?;
+        let after = match &decision {
+            FilePlan::Unchanged => {
+                report.unchanged.push(path);
+                continue;
             }
-            FilePlan::Delete => {
-                std::fs::remove_file(&full).context(|| format!("deleting {path}"))?;
-                report.deleted.push(path);
+            FilePlan::Conflict { reason, regions } => {
+                report.conflicts.push(ApplyConflict {
+                    path,
+                    reason: reason.clone(),
+                    regions: regions.clone(),
+                });
+                continue;
+            }
+            FilePlan::Write(content) => {
+                if file.result_mode == 0o120000 {
+                    report.conflicts.push(ApplyConflict {
+                        path,
+                        reason: "a symbolic link in the result; pitcrew does not write links"
+                            .into(),
+                        regions: Vec::new(),
+                    });
+                    continue;
+                }
+                report.written.push(path.clone());
+                Some(content.clone())
             }
             FilePlan::Merged(merged) => {
-                write_atomically(&full, merged.as_bytes(), file.result_mode)?;
-                report.merged.push(path);
+                report.merged.push(path.clone());
+                Some(merged.clone().into_bytes())
             }
-            FilePlan::Conflict { reason, regions } => report.conflicts.push(ApplyConflict {
-                path,
-                reason,
-                regions,
-            }),
+            FilePlan::Delete => {
+                report.deleted.push(path.clone());
+                None
+            }
+        };
+        staged.push((path, before, after, file.result_mode));
+    }
+    if !report.is_clean() {
+        // Whole or not at all: nothing is written while any file conflicts.
+        report.written.clear();
+        report.merged.clear();
+        report.deleted.clear();
+        return Ok(report);
+    }
+    if staged.is_empty() {
+        return Ok(report);
+    }
+    let mut writes = Vec::with_capacity(staged.len());
+    for (path, before, after, mode) in staged {
+        let after = after
+            .map(|content| repo.blob(&content).context(|| format!("staging {path}")))
+            .transpose()?;
+        writes.push(StagedWrite {
+            temp: temp_path(&workdir, &path),
+            path,
+            before,
+            after: after.map(|id| id.to_string()),
+            mode,
+        });
+    }
+    let transaction = Transaction {
+        name: name.to_owned(),
+        writes,
+    };
+    let record = transaction_path(repo, name);
+    transaction.save(&record)?;
+    // Between the merge and now the user may have saved a file again: then nothing is written.
+    for write in &transaction.writes {
+        let now = read_current(&workdir, &write.path)?;
+        if now.as_deref().map(blob_id).transpose()? != write.before {
+            let _ = std::fs::remove_file(&record);
+            return Err(GitError::Refused(format!(
+                "{} changed while the result was being applied; nothing was written, try again",
+                write.path
+            )));
         }
     }
+    let finished = transaction.carry_out(repo, &workdir)?;
+    if !finished.is_clean() {
+        // Cannot happen: every file was checked just before. Say so rather than hide it.
+        return Err(GitError::Refused(format!(
+            "the apply stopped half-way: {:?}",
+            finished.conflicts
+        )));
+    }
+    std::fs::remove_file(&record).context(|| format!("removing {}", record.display()))?;
     Ok(report)
+}
+
+/// Whether HEAD has left the commit a plan's snapshot was taken on (the user switched branches,
+/// reset or rebased since): what happened, in words for the user, or `None` when HEAD is that
+/// commit or one built on it.
+pub fn head_moved(repo: &Repository, snapshot: Oid) -> Result<Option<String>> {
+    let commit = repo
+        .find_commit(snapshot)
+        .context(|| format!("reading the snapshot {snapshot}"))?;
+    // A snapshot with changes is a commit on top of HEAD; one without is HEAD itself.
+    let started_on = if commit.message_bytes().starts_with(b"pitcrew snapshot ") {
+        commit.parent_id(0).ok()
+    } else {
+        Some(commit.id())
+    };
+    let Some(started_on) = started_on else {
+        return Ok(None); // started in a repository without commits
+    };
+    let head = match repo.head() {
+        Ok(head) => head,
+        Err(_) => return Ok(None),
+    };
+    let Ok(head_commit) = head.peel_to_commit() else {
+        return Ok(None);
+    };
+    if head_commit.id() == started_on
+        || repo
+            .graph_descendant_of(head_commit.id(), started_on)
+            .context(|| "comparing history".into())?
+    {
+        return Ok(None);
+    }
+    let short = |id: Oid| id.to_string()[..12].to_owned();
+    let now = match head.shorthand() {
+        Ok(name) if head.is_branch() => format!("branch {name} ({})", short(head_commit.id())),
+        _ => format!("a detached HEAD ({})", short(head_commit.id())),
+    };
+    Ok(Some(format!(
+        "the plan started from commit {}, and HEAD is now {now}, which does not contain it: \
+         you switched branches, reset or rebased since",
+        short(started_on)
+    )))
+}
+
+/// Applies cut short by a crash, finished now: each file still as it was before the apply gets
+/// its new content, a file already written is left, and a file the user changed since is left
+/// alone and reported. Returns each interrupted apply's name and what finishing it did.
+pub fn finish_interrupted(repo: &Repository) -> Result<Vec<(String, ApplyReport)>> {
+    let dir = transactions_dir(repo);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let Some(workdir) = repo.workdir().map(Path::to_path_buf) else {
+        return Ok(Vec::new());
+    };
+    let mut finished = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|ext| ext != "json") {
+            continue;
+        }
+        let transaction = match std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Transaction>(&bytes).ok())
+        {
+            Some(transaction) => transaction,
+            None => {
+                // Cut short while it was being written: no file had changed yet.
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+        };
+        let report = transaction.carry_out(repo, &workdir)?;
+        std::fs::remove_file(&path).context(|| format!("removing {}", path.display()))?;
+        finished.push((transaction.name, report));
+    }
+    Ok(finished)
+}
+
+/// An apply in progress, as recorded before its first write.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct Transaction {
+    name: String,
+    writes: Vec<StagedWrite>,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct StagedWrite {
+    path: String,
+    /// Where the new content is written before it is renamed into place.
+    temp: PathBuf,
+    /// The blob id of the file before the apply; `None` when it did not exist.
+    before: Option<String>,
+    /// The blob id of its new content; `None` to delete it.
+    after: Option<String>,
+    mode: u32,
+}
+
+impl Transaction {
+    fn save(&self, record: &Path) -> Result<()> {
+        use std::io::Write;
+        let dir = record.parent().unwrap_or(record);
+        std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+        let json = serde_json::to_vec(self).map_err(|err| GitError::Io {
+            context: "recording the apply".into(),
+            source: std::io::Error::other(err),
+        })?;
+        let mut temp = tempfile::NamedTempFile::new_in(dir)
+            .context(|| format!("recording the apply in {}", dir.display()))?;
+        temp.write_all(&json)
+            .and_then(|()| temp.as_file().sync_all())
+            .context(|| "recording the apply".into())?;
+        temp.persist(record).map_err(|err| GitError::Io {
+            context: format!("recording the apply in {}", record.display()),
+            source: err.error,
+        })?;
+        Ok(())
+    }
+
+    /// Brings every file to its new content, skipping those already there and leaving those
+    /// that are neither before nor after (the user's) alone, as conflicts.
+    fn carry_out(&self, repo: &Repository, workdir: &Path) -> Result<ApplyReport> {
+        let mut report = ApplyReport::default();
+        for write in &self.writes {
+            let _ = std::fs::remove_file(&write.temp);
+            let now = read_current(workdir, &write.path)?;
+            let now = now.as_deref().map(blob_id).transpose()?;
+            if now == write.after {
+                report.unchanged.push(write.path.clone());
+                continue;
+            }
+            if now != write.before {
+                report.conflicts.push(ApplyConflict {
+                    path: write.path.clone(),
+                    reason: "you changed it while the result was being applied".into(),
+                    regions: Vec::new(),
+                });
+                continue;
+            }
+            let Some(full) = safe_join(workdir, &write.path) else {
+                continue;
+            };
+            match &write.after {
+                Some(id) => {
+                    let id = Oid::from_str(id).context(|| format!("reading {id}"))?;
+                    let blob = repo
+                        .find_blob(id)
+                        .context(|| format!("reading the new content of {}", write.path))?;
+                    write_atomically(&full, &write.temp, blob.content(), write.mode)?;
+                    report.written.push(write.path.clone());
+                    crate::failpoint::hit("apply-after-first-write");
+                }
+                None => {
+                    std::fs::remove_file(&full).context(|| format!("deleting {}", write.path))?;
+                    report.deleted.push(write.path.clone());
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// `<git-dir>/pitcrew/applying`: applies under way.
+fn transactions_dir(repo: &Repository) -> PathBuf {
+    repo.commondir().join("pitcrew").join("applying")
+}
+
+fn transaction_path(repo: &Repository, name: &str) -> PathBuf {
+    transactions_dir(repo).join(format!("{name}.json"))
+}
+
+/// The blob id git would give `content`.
+fn blob_id(content: &[u8]) -> Result<String> {
+    Oid::hash_object(git2::ObjectType::Blob, content)
+        .map(|id| id.to_string())
+        .context(|| "hashing a file".into())
+}
+
+/// The content of `path` in the working tree, `None` when it does not exist.
+fn read_current(workdir: &Path, path: &str) -> Result<Option<Vec<u8>>> {
+    let Some(full) = safe_join(workdir, path) else {
+        return Ok(None);
+    };
+    match std::fs::read(&full) {
+        Ok(content) => Ok(Some(content)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(GitError::Io {
+            context: format!("reading {path}"),
+            source: err,
+        }),
+    }
+}
+
+/// Where a file's new content is written before it replaces the file: beside it, so the rename
+/// stays on one file system.
+fn temp_path(workdir: &Path, path: &str) -> PathBuf {
+    let full = workdir.join(path);
+    let name = full
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    full.with_file_name(format!(".{name}.pitcrew-apply.tmp"))
 }
 
 /// `workdir/path`, if `path` stays inside the working tree and out of `.git`.
@@ -263,7 +550,13 @@ pub fn safe_join(workdir: &Path, path: &str) -> Option<PathBuf> {
     let mut normal = 0;
     for component in relative.components() {
         match component {
-            Component::Normal(part) if part == ".git" => return None,
+            Component::Normal(part)
+                if part
+                    .to_str()
+                    .is_none_or(|name| super::paths::component_refusal(name).is_some()) =>
+            {
+                return None;
+            }
             Component::Normal(_) => normal += 1,
             _ => return None,
         }
@@ -271,34 +564,22 @@ pub fn safe_join(workdir: &Path, path: &str) -> Option<PathBuf> {
     (normal > 0).then(|| workdir.join(relative))
 }
 
-/// Writes through a temporary file and a rename, so a crash never leaves half a file.
-fn write_atomically(path: &Path, content: &[u8], mode: u32) -> Result<()> {
+/// Writes through `temp` and a rename, so a crash never leaves half a file.
+fn write_atomically(path: &Path, temp: &Path, content: &[u8], mode: u32) -> Result<()> {
     let parent = path
         .parent()
         .ok_or_else(|| GitError::Refused(format!("{} has no parent", path.display())))?;
     std::fs::create_dir_all(parent).context(|| format!("creating {}", parent.display()))?;
-    if mode == 0o120000 {
-        return Err(GitError::Refused(format!(
-            "{} is a symbolic link in the result; pitcrew does not write links",
-            path.display()
-        )));
-    }
-    let temp = parent.join(format!(
-        ".{}.pitcrew-{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    std::fs::write(&temp, content).context(|| format!("writing {}", temp.display()))?;
+    std::fs::write(temp, content).context(|| format!("writing {}", temp.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let permissions = if mode == 0o100755 { 0o755 } else { 0o644 };
-        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(permissions))
+        std::fs::set_permissions(temp, std::fs::Permissions::from_mode(permissions))
             .context(|| format!("setting the mode of {}", path.display()))?;
     }
-    std::fs::rename(&temp, path).context(|| format!("replacing {}", path.display()))
+    crate::failpoint::hit("apply-before-rename");
+    std::fs::rename(temp, path).context(|| format!("replacing {}", path.display()))
 }
 
 #[cfg(test)]
@@ -317,6 +598,8 @@ mod tests {
         assert_eq!(safe_join(root, ".git/hooks/pre-commit"), None);
         assert_eq!(safe_join(root, "a/../../b"), None);
         assert_eq!(safe_join(root, "vendor/lib/.git/config"), None);
+        assert_eq!(safe_join(root, ".GiT./hooks/post-checkout"), None);
+        assert_eq!(safe_join(root, "git~1/config"), None);
         assert_eq!(
             safe_join(root, "docs/.git-notes"),
             Some(PathBuf::from("/w/docs/.git-notes"))

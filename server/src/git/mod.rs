@@ -13,7 +13,9 @@ pub mod checkout;
 pub mod commit;
 pub mod diff;
 pub mod merge;
+pub mod paths;
 pub mod snapshot;
+pub mod user_merge;
 pub mod worktree;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +40,12 @@ pub enum GitError {
     },
     #[error("{0} is not inside a git repository")]
     NotARepository(PathBuf),
+    #[error(
+        "{} is a bare repository: pitcrew needs a working tree to snapshot and apply to \
+         (clone it, or add one with `git worktree add <dir>` and run pitcrew there)",
+        .0.display()
+    )]
+    Bare(PathBuf),
     #[error("invalid identifier {0:?}: use letters, digits, `.`, `_` and `-`")]
     InvalidId(String),
     #[error("{0}")]
@@ -106,7 +114,8 @@ pub struct GitRepo {
 }
 
 impl GitRepo {
-    /// Finds the repository containing `path`. Inside a linked worktree, it is the main one.
+    /// Finds the repository containing `path`. Inside a linked worktree, it is the main one,
+    /// unless the main repository is bare (then the linked worktree is the user's).
     pub fn discover(path: &Path) -> Result<Self> {
         let repo =
             Repository::discover(path).map_err(|_| GitError::NotARepository(path.to_owned()))?;
@@ -115,9 +124,9 @@ impl GitRepo {
             Repository::open(&git_dir).context(|| format!("opening {}", git_dir.display()))?;
         let workdir = main
             .workdir()
+            .or_else(|| repo.workdir())
             .map(Path::to_path_buf)
-            .or_else(|| git_dir.parent().map(Path::to_path_buf))
-            .ok_or_else(|| GitError::Refused("a bare repository has no working tree".into()))?;
+            .ok_or_else(|| GitError::Bare(git_dir.clone()))?;
         Ok(Self {
             workdir,
             git_dir,

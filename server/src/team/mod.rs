@@ -4,6 +4,7 @@
 
 pub mod budget;
 pub mod events;
+pub mod housekeeping;
 pub mod orchestrator;
 pub mod plan;
 pub mod service;

@@ -405,6 +405,24 @@ impl Plan {
         }
     }
 
+    /// Marks the results of `tasks` (all, when empty) as applied to the user's files, and the
+    /// plan as applied once every result is. Tasks that failed or were cancelled stay so.
+    pub fn mark_applied(&mut self, tasks: &[String]) {
+        for task in &mut self.tasks {
+            if (tasks.is_empty() || tasks.contains(&task.id)) && task.status.is_integrated() {
+                task.status = TaskStatus::Applied;
+            }
+        }
+        let mut results = self
+            .tasks
+            .iter()
+            .filter(|t| !matches!(t.status, TaskStatus::Failed | TaskStatus::Cancelled))
+            .peekable();
+        if results.peek().is_some() && results.all(|t| t.status == TaskStatus::Applied) {
+            self.status = PlanStatus::Applied;
+        }
+    }
+
     pub fn task(&self, id: &str) -> Option<&Task> {
         self.tasks.iter().find(|t| t.id == id)
     }

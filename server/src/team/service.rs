@@ -305,27 +305,7 @@ impl TeamService {
         let tasks = tasks.to_vec();
         self.modify(
             plan_id,
-            |plan| {
-                for task in &mut plan.tasks {
-                    if (tasks.is_empty() || tasks.contains(&task.id)) && task.status.is_integrated()
-                    {
-                        task.status = super::plan::TaskStatus::Applied;
-                    }
-                }
-                let results = plan.tasks.iter().filter(|t| {
-                    !matches!(
-                        t.status,
-                        super::plan::TaskStatus::Failed | super::plan::TaskStatus::Cancelled
-                    )
-                });
-                if results
-                    .clone()
-                    .all(|t| t.status == super::plan::TaskStatus::Applied)
-                    && results.count() > 0
-                {
-                    plan.status = PlanStatus::Applied;
-                }
-            },
+            |plan| plan.mark_applied(&tasks),
             JournalEntry::new(plan_id, "applied").reason(how.to_owned()),
         );
     }

@@ -311,6 +311,12 @@ async fn configure_once(state: Arc<GlobalState>, client: Client) {
     });
     // Listen before anything can happen.
     bridge::start(state.clone(), client.clone(), team.clone());
+    // An apply a crash cut short is finished before the plans are read.
+    for line in
+        crate::team::housekeeping::finish_interrupted_applies(&team.repo, team.store()).await
+    {
+        tracing::warn!("{line}");
+    }
     let loaded = tokio::task::spawn_blocking({
         let team = team.clone();
         move || {
@@ -388,11 +394,12 @@ fn open(root: Option<&Path>, config: &Config) -> Result<(GitRepo, Arc<Store>, Mo
     let root = root.ok_or_else(|| {
         "pitcrew needs a workspace folder inside a git repository; open a folder".to_owned()
     })?;
-    let repo = GitRepo::discover(root).map_err(|_| {
-        format!(
+    let repo = GitRepo::discover(root).map_err(|err| match err {
+        git::GitError::NotARepository(_) => format!(
             "{} is not inside a git repository; pitcrew's team works in one (run `git init`)",
             root.display()
-        )
+        ),
+        other => format!("pitcrew's team cannot work here: {other}"),
     })?;
     let store = Store::open(repo.state_dir())
         .map_err(|e| format!("cannot open {}: {e}", repo.state_dir().display()))?;
