@@ -290,6 +290,25 @@ fn an_edit_that_conflicts_with_the_users_changes_is_reported_and_not_applied() {
 }
 
 #[test]
+fn a_line_typed_directly_below_the_agents_lines_is_kept_and_the_result_applies() {
+    let scenario = scenario(implement_add("delegated"));
+    let mut server = start(&scenario);
+    let uri = server.uri("src/lib.rs");
+    let (plan, _) = delegate_from_comment(&mut server, &uri);
+    // While the team works, the user types a line right below the line it rewrites.
+    server.change(&uri, (3, 0), (3, 0), "    // the user's line\n");
+    server.wait_for_plan(&plan, "ready");
+    server
+        .command("pitcrew.apply", json!({"planId": plan}))
+        .expect("apply starts");
+    server.wait_for_plan(&plan, "applied");
+    assert_eq!(
+        server.document(&uri).text,
+        RESULT.replace("    a + b\n", "    a + b\n    // the user's line\n")
+    );
+}
+
+#[test]
 fn an_edit_refused_because_the_user_typed_is_computed_again_and_loses_nothing() {
     let scenario = scenario(implement_add("delegated"));
     let mut server = start(&scenario);
