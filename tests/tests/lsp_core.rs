@@ -119,6 +119,60 @@ fn garbage_bad_positions_and_unknown_documents_do_not_stop_the_server() {
     assert_eq!(server.shutdown(), 0);
 }
 
+/// The frames that once silenced the server for good: after each, the next request is
+/// answered; then random garbage between fifty requests, and every one is answered; shutdown
+/// too.
+#[test]
+fn no_malformed_frame_silences_the_server() {
+    let workspace = Workspace::new();
+    let mut server = TestServer::builder().root(workspace.path()).start();
+    let answered = |server: &mut TestServer, after: &str| {
+        let id = server.send_request("pitcrew/debug/config", json!(null));
+        let response = server.response(id);
+        assert!(response.is_ok(), "after {after}: {response:?}");
+    };
+    for garbage in [
+        &b"Content-Length: abc\r\n\r\n{}"[..],
+        b"Content-Type: application/vscode-jsonrpc\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1}",
+        b"Content-Length: 1000000000000000\r\n\r\n",
+        b"Content-Length: 5000\r\n\r\n{\"jsonrpc\":\"2.0\",\"method\":\"initialized\"}",
+        b"\r\n\r\n\x00\xff garbage \r\n",
+    ] {
+        server.send_raw(garbage);
+        answered(&mut server, &String::from_utf8_lossy(garbage));
+    }
+    // Random garbage, reproducible: a small linear congruential generator.
+    let mut seed: u64 = 0x5eed;
+    let mut next = move |below: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % below
+    };
+    let tokens: [&[u8]; 8] = [
+        b"Content-Length: x\r\n\r\n",
+        b"Content-Length: 99999999999999999999\r\n\r\n",
+        b"Content-Length: 12\r\n\r\n",
+        b"Content-Type: y\r\n\r\n",
+        b"{}",
+        b"\r\n",
+        b"content-length:",
+        b"\xc3\x28 \x00",
+    ];
+    for round in 0..50 {
+        let mut garbage = Vec::new();
+        for _ in 0..next(4) {
+            garbage.extend_from_slice(tokens[next(tokens.len() as u64) as usize]);
+        }
+        server.send_raw(&garbage);
+        answered(
+            &mut server,
+            &format!("round {round}: {:?}", String::from_utf8_lossy(&garbage)),
+        );
+    }
+    assert_eq!(server.shutdown(), 0);
+}
+
 #[test]
 fn malformed_messages_get_json_rpc_errors() {
     let workspace = Workspace::new();

@@ -3,8 +3,8 @@
 //! tower-lsp-server 0.23 reads its input through a `FramedRead` that ends the stream after the
 //! first decode error, so one frame whose body is not JSON closes the whole connection. Here a
 //! reader task parses frames itself and answers what is malformed (`-32700` parse error,
-//! `-32600` invalid request) without passing it on; tower-lsp-server only ever sees valid
-//! messages. Its output goes through the same frame parser to a single writer task that owns
+//! `-32600` invalid request) without passing it on, then reads on: garbage never costs a
+//! well-formed frame that follows it. tower-lsp-server only ever sees valid messages. Its output goes through the same frame parser to a single writer task that owns
 //! stdout, so our own error replies never interleave with its frames.
 
 use serde_json::{Value, json};
@@ -14,20 +14,29 @@ use tower_lsp_server::jsonrpc::{Request, Response};
 
 /// Headers longer than this are not LSP headers.
 const MAX_HEADER_BYTES: usize = 8 * 1024;
-/// No legitimate message is this large; a bigger one is skipped, not buffered.
+/// No legitimate message is this large; a frame that claims more is refused at once.
 pub const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
+/// The header every frame must carry, matched without regard to case.
+const CONTENT_LENGTH: &[u8] = b"content-length";
 
 /// What a frame reader yields.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame {
     /// A complete body.
     Body(Vec<u8>),
-    /// Something that is not a frame; the reader has skipped past it.
+    /// Something that is not a frame; the reader has moved past it.
     Malformed(String),
 }
 
-/// Reads `Content-Length` framed messages from a byte stream, recovering from garbage by
-/// skipping to the next `Content-Length` header.
+/// Reads `Content-Length` framed messages from a byte stream, recovering from garbage.
+///
+/// Recovery never loses a well-formed frame that follows garbage: after a header block that
+/// cannot be read, the reader looks for the next `Content-Length` from the second byte of that
+/// block on (a valid header glued to the end of garbage is found there), and a header that
+/// claims more than `MAX_BODY_BYTES` is refused at once rather than skipped. The one ambiguity
+/// no reader can resolve is a header with a plausible length followed by too few bytes: it
+/// takes the start of the next frame as its body. `reclaim` gives those bytes back when that
+/// body turns out not to be JSON.
 pub struct FrameReader<R> {
     input: R,
     buffer: Vec<u8>,
@@ -70,18 +79,32 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             self.buffer.drain(..leading);
 
             if let Some(end) = find(&self.buffer, b"\r\n\r\n") {
-                let header = self.buffer[..end].to_vec();
                 let body_start = end + 4;
-                return match parse_content_length(&header) {
+                return match parse_content_length(&self.buffer[..end]) {
                     Ok(len) if len > MAX_BODY_BYTES => {
-                        self.buffer.drain(..body_start);
-                        self.skip(len).await?;
+                        self.resync(1);
                         Ok(Some(Frame::Malformed(format!(
                             "message of {len} bytes is larger than the limit of {MAX_BODY_BYTES}"
                         ))))
                     }
                     Ok(len) => {
+                        // Bytes of the body already looked at for a frame beginning inside it.
+                        let mut scanned: usize = 0;
                         while self.buffer.len() < body_start + len {
+                            // A frame that begins before this one's length is reached means the
+                            // length was wrong (a body of JSON never holds a raw `Content-Length:
+                            // N\r\n`): this one ends there, and that one is read next, instead of
+                            // waiting for bytes that may never come.
+                            let body = &self.buffer[body_start..];
+                            let from = scanned.saturating_sub(HEADER_LINE_MAX);
+                            if let Some(at) = embedded_header(&body[from..]) {
+                                let got = from + at;
+                                self.buffer.drain(..body_start + got);
+                                return Ok(Some(Frame::Malformed(format!(
+                                    "a message began after {got} bytes of one whose Content-Length is {len}"
+                                ))));
+                            }
+                            scanned = body.len();
                             if !self.fill().await? {
                                 let got = self.buffer.len() - body_start;
                                 self.buffer.clear();
@@ -95,7 +118,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                         Ok(Some(Frame::Body(body)))
                     }
                     Err(reason) => {
-                        self.resync(body_start);
+                        self.resync(1);
                         Ok(Some(Frame::Malformed(reason)))
                     }
                 };
@@ -118,39 +141,69 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// The next message from the client: a valid JSON-RPC message to pass on, or the error to
+    /// answer instead (a malformed frame, a body that is not JSON or not JSON-RPC). `None` at
+    /// a clean end of input.
+    pub async fn next_message(&mut self) -> std::io::Result<Option<Incoming>> {
+        let Some(frame) = self.next_frame().await? else {
+            return Ok(None);
+        };
+        let body = match frame {
+            Frame::Body(body) => body,
+            Frame::Malformed(reason) => {
+                return Ok(Some(Incoming::Invalid(error_response(
+                    Value::Null,
+                    -32700,
+                    &format!("Parse error: {reason}"),
+                ))));
+            }
+        };
+        Ok(Some(match check_body(&body) {
+            Verdict::Forward => Incoming::Message(body),
+            Verdict::Reject(reply) => {
+                if reply["error"]["code"] == -32700 {
+                    self.reclaim(&body);
+                }
+                Incoming::Invalid(reply)
+            }
+        }))
+    }
+
+    /// Gives back the end of a body that was not JSON when it holds the start of a frame (a
+    /// `Content-Length` larger than what was sent swallowed it): from the first
+    /// `Content-Length` in it, or the part of one it ends with. That frame is read next.
+    fn reclaim(&mut self, body: &[u8]) {
+        let from = find_ignore_case(body, CONTENT_LENGTH).or_else(|| {
+            (1..CONTENT_LENGTH.len().min(body.len() + 1))
+                .rev()
+                .find(|&n| body[body.len() - n..].eq_ignore_ascii_case(&CONTENT_LENGTH[..n]))
+                .map(|n| body.len() - n)
+        });
+        if let Some(from) = from {
+            self.buffer.splice(0..0, body[from..].iter().copied());
+        }
+    }
+
     /// Drops input up to the next `Content-Length` header found at or after `from`.
     fn resync(&mut self, from: usize) {
         let from = from.min(self.buffer.len());
-        match find_ignore_case(&self.buffer[from..], b"content-length") {
+        match find_ignore_case(&self.buffer[from..], CONTENT_LENGTH) {
             Some(at) => {
                 self.buffer.drain(..from + at);
             }
             None => {
                 // Keep a tail in case the header is split across reads.
-                let keep = self.buffer.len().min(b"content-length".len() - 1);
+                let keep = self.buffer.len().min(CONTENT_LENGTH.len() - 1);
                 let cut = self.buffer.len() - keep;
-                self.buffer.drain(..cut.max(from.min(self.buffer.len())));
+                self.buffer.drain(..cut.max(from));
             }
         }
-    }
-
-    /// Discards `n` bytes of input without buffering them.
-    async fn skip(&mut self, mut n: usize) -> std::io::Result<()> {
-        let from_buffer = n.min(self.buffer.len());
-        self.buffer.drain(..from_buffer);
-        n -= from_buffer;
-        while n > 0 {
-            if !self.fill().await? {
-                return Ok(());
-            }
-            let take = n.min(self.buffer.len());
-            self.buffer.drain(..take);
-            n -= take;
-        }
-        Ok(())
     }
 }
 
+/// The body length a header block gives. LSP has two headers, `Content-Length` and
+/// `Content-Type`; anything else (or a second `Content-Length`) is garbage in front of a frame,
+/// and refusing it lets the reader find the real header behind it.
 fn parse_content_length(header: &[u8]) -> Result<usize, String> {
     let header = std::str::from_utf8(header).map_err(|_| "header is not UTF-8".to_owned())?;
     let mut length = None;
@@ -158,16 +211,41 @@ fn parse_content_length(header: &[u8]) -> Result<usize, String> {
         let Some((name, value)) = line.split_once(':') else {
             return Err(format!("malformed header line {line:?}"));
         };
-        if name.trim().eq_ignore_ascii_case("content-length") {
-            length = Some(
-                value
-                    .trim()
-                    .parse::<usize>()
-                    .map_err(|_| format!("invalid Content-Length {:?}", value.trim()))?,
-            );
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("content-length") {
+            if length.is_some() {
+                return Err("two Content-Length headers".into());
+            }
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("invalid Content-Length {value:?}"));
+            }
+            length = Some(value.parse::<usize>().unwrap_or(usize::MAX));
+        } else if !name.eq_ignore_ascii_case("content-type") {
+            return Err(format!("unknown header {name:?}"));
         }
     }
     length.ok_or_else(|| "missing Content-Length header".to_owned())
+}
+
+/// The longest `Content-Length: N\r\n` line worth looking for.
+const HEADER_LINE_MAX: usize = 64;
+
+/// Where a `Content-Length: N\r\n` header line begins in `bytes`, if one does: raw CR LF never
+/// occurs inside a JSON string, so such a line in a body is the start of another frame.
+fn embedded_header(bytes: &[u8]) -> Option<usize> {
+    memchr::memmem::find_iter(bytes, b"\r\n").find_map(|cr| {
+        let line = &bytes[cr.saturating_sub(HEADER_LINE_MAX)..cr];
+        let digits = line.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        let rest = line[..line.len() - digits].trim_ascii_end();
+        let rest = rest.strip_suffix(b":")?.trim_ascii_end();
+        let start = rest.len().checked_sub(CONTENT_LENGTH.len())?;
+        rest[start..]
+            .eq_ignore_ascii_case(CONTENT_LENGTH)
+            .then(|| cr.saturating_sub(HEADER_LINE_MAX) + start)
+    })
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -187,6 +265,15 @@ pub fn encode_frame(body: &[u8]) -> Vec<u8> {
     let mut frame = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
     frame.extend_from_slice(body);
     frame
+}
+
+/// A message from the client, checked.
+#[derive(Debug, PartialEq)]
+pub enum Incoming {
+    /// A valid JSON-RPC message (its body), to pass on.
+    Message(Vec<u8>),
+    /// Not one: the error to answer instead.
+    Invalid(Value),
 }
 
 /// What to do with a frame from the client.
@@ -281,8 +368,19 @@ where
     let reader = tokio::spawn(async move {
         let mut frames = FrameReader::new(input);
         loop {
-            let frame = match frames.next_frame().await {
-                Ok(Some(frame)) => frame,
+            match frames.next_message().await {
+                Ok(Some(Incoming::Message(body))) => {
+                    if to_server.write_all(&encode_frame(&body)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(Some(Incoming::Invalid(reply))) => {
+                    tracing::error!(
+                        "rejected a message from the client: {}",
+                        reply["error"]["message"]
+                    );
+                    let _ = frames_tx.send(reply.to_string().into_bytes()).await;
+                }
                 Ok(None) => {
                     tracing::info!("the client closed its output; stopping");
                     break;
@@ -290,30 +388,6 @@ where
                 Err(err) => {
                     tracing::error!("cannot read from the client, stopping: {err}");
                     break;
-                }
-            };
-            let body = match frame {
-                Frame::Body(body) => body,
-                Frame::Malformed(reason) => {
-                    tracing::error!("malformed frame from the client: {reason}");
-                    let reply =
-                        error_response(Value::Null, -32700, &format!("Parse error: {reason}"));
-                    let _ = frames_tx.send(reply.to_string().into_bytes()).await;
-                    continue;
-                }
-            };
-            match check_body(&body) {
-                Verdict::Forward => {
-                    if to_server.write_all(&encode_frame(&body)).await.is_err() {
-                        break;
-                    }
-                }
-                Verdict::Reject(reply) => {
-                    tracing::error!(
-                        "rejected a message from the client: {}",
-                        reply["error"]["message"]
-                    );
-                    let _ = frames_tx.send(reply.to_string().into_bytes()).await;
                 }
             }
         }
@@ -366,6 +440,144 @@ mod tests {
                 Frame::Body(b"[]".to_vec()),
             ]
         );
+    }
+
+    fn request(id: u64) -> Vec<u8> {
+        format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"shutdown"}}"#).into_bytes()
+    }
+
+    async fn messages_of(input: &[u8]) -> Vec<Incoming> {
+        let mut reader = FrameReader::new(input);
+        let mut messages = Vec::new();
+        while let Some(message) = reader.next_message().await.unwrap() {
+            messages.push(message);
+        }
+        messages
+    }
+
+    fn forwarded(messages: &[Incoming]) -> Vec<Vec<u8>> {
+        messages
+            .iter()
+            .filter_map(|m| match m {
+                Incoming::Message(body) => Some(body.clone()),
+                Incoming::Invalid(_) => None,
+            })
+            .collect()
+    }
+
+    /// The frames of the issue that silenced the server: each is answered with an error, and
+    /// the well-formed request after it is passed on.
+    #[tokio::test]
+    async fn a_malformed_frame_never_costs_the_next_request() {
+        for garbage in [
+            &b"Content-Length: abc\r\n\r\n{}"[..],
+            b"Content-Type: application/json\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":9}",
+            b"Content-Length: 1000000000000000\r\n\r\n",
+            b"Content-Length: 300\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"x\"}",
+            b"Content-Length: 3\r\n\r\n{\"",
+            b"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"x\"}\r\n\r\n",
+            b"Content-Length: 5\r\nContent-Length",
+        ] {
+            let mut input = garbage.to_vec();
+            input.extend(encode_frame(&request(1)));
+            input.extend(encode_frame(&request(2)));
+            let messages = messages_of(&input).await;
+            assert_eq!(
+                forwarded(&messages),
+                [request(1), request(2)],
+                "after {:?}: {messages:?}",
+                String::from_utf8_lossy(garbage)
+            );
+            assert!(
+                matches!(messages[0], Incoming::Invalid(_)),
+                "{:?} is answered with an error",
+                String::from_utf8_lossy(garbage)
+            );
+        }
+    }
+
+    /// A length over the limit is an error answered at once, while the client keeps the
+    /// connection open, not a skip that waits for bytes that never come.
+    #[tokio::test]
+    async fn an_oversized_length_is_answered_at_once() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut reader = FrameReader::new(server);
+        client
+            .write_all(b"Content-Length: 1000000000000000\r\n\r\n")
+            .await
+            .unwrap();
+        client.write_all(&encode_frame(&request(3))).await.unwrap();
+        let first = tokio::time::timeout(std::time::Duration::from_secs(5), reader.next_message())
+            .await
+            .expect("answered without waiting for more input")
+            .unwrap()
+            .unwrap();
+        let Incoming::Invalid(reply) = first else {
+            panic!("{first:?}")
+        };
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("larger than the limit"),
+            "{reply}"
+        );
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), reader.next_message())
+            .await
+            .expect("the next request is read")
+            .unwrap()
+            .unwrap();
+        assert_eq!(next, Incoming::Message(request(3)));
+    }
+
+    /// Pieces of garbage a broken or hostile client might send between frames.
+    fn garbage() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let token = prop_oneof![
+            Just(b"Content-Length: abc\r\n\r\n".to_vec()),
+            Just(b"Content-Type: x\r\n\r\n".to_vec()),
+            Just(b"Content-Length: 1000000000000000\r\n\r\n".to_vec()),
+            Just(b"Content-Length: 7\r\n\r\n".to_vec()),
+            Just(b"Content-Length: 40\r\n\r\n".to_vec()),
+            Just(b"Content-Length: 5\r\n".to_vec()),
+            Just(b"content-length".to_vec()),
+            Just(b"Content-Length:".to_vec()),
+            Just(b"{}".to_vec()),
+            Just(b"{\"jsonrpc\":\"2.0\",".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just(b"\r\n\r\n".to_vec()),
+            Just(b":".to_vec()),
+            prop::collection::vec(any::<u8>(), 1..24),
+        ];
+        prop::collection::vec(token, 1..6).prop_map(|tokens| tokens.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+        /// Every well-formed request gets through, in order, whatever garbage is around it.
+        #[test]
+        fn every_valid_request_survives_garbage_between_frames(
+            pieces in proptest::collection::vec(proptest::option::of(garbage()), 1..8)
+        ) {
+            let mut input = Vec::new();
+            let mut expected = Vec::new();
+            for (id, piece) in pieces.iter().enumerate() {
+                if let Some(garbage) = piece {
+                    input.extend_from_slice(garbage);
+                }
+                input.extend(encode_frame(&request(id as u64)));
+                expected.push(request(id as u64));
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let messages = runtime.block_on(messages_of(&input));
+            proptest::prop_assert_eq!(
+                forwarded(&messages),
+                expected,
+                "input {:?}",
+                String::from_utf8_lossy(&input)
+            );
+        }
     }
 
     #[test]
