@@ -309,6 +309,24 @@ fn a_line_typed_directly_below_the_agents_lines_is_kept_and_the_result_applies()
 }
 
 #[test]
+fn requests_sent_right_after_initialized_get_their_real_answers() {
+    let scenario = scenario(implement_add("delegated"));
+    // No waiting for the team: a plugin asks the moment the server is initialized.
+    let mut server = scenario.lsp().start();
+    let uri = server.uri("src/lib.rs");
+    server.open(&uri, "rust", UNSAVED);
+    let actions = server.send_request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": uri}, "range": range((0, 0), (4, 0)), "context": {"diagnostics": []}}),
+    );
+    let plans = server.send_request("pitcrew/plans", json!(null));
+    let actions = server.response(actions).expect("code actions");
+    titled(actions.as_array().unwrap(), "Delegate: implement add");
+    let plans = server.response(plans).expect("not an error while starting");
+    assert_eq!(plans, json!({"plans": []}));
+}
+
+#[test]
 fn an_edit_refused_because_the_user_typed_is_computed_again_and_loses_nothing() {
     let scenario = scenario(implement_add("delegated"));
     let mut server = start(&scenario);

@@ -38,11 +38,11 @@ impl Server {
     }
 
     async fn plan(&self, params: PlanParams) -> Result<PlanSnapshot> {
-        handlers::plan::handle(&self.state, params)
+        handlers::plan::handle(&self.state, params).await
     }
 
     async fn plans(&self) -> Result<PlansResult> {
-        handlers::plan::all(&self.state)
+        handlers::plan::all(&self.state).await
     }
 
     async fn task(&self, params: TaskParams) -> Result<TaskDetail> {
@@ -50,7 +50,7 @@ impl Server {
     }
 
     async fn progress_cancel(&self, params: WorkDoneProgressCancelParams) {
-        handlers::progress_cancel::handle(&self.state, params);
+        handlers::progress_cancel::handle(&self.state, params).await;
     }
 }
 
@@ -94,15 +94,15 @@ impl LanguageServer for Server {
     }
 
     async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
-        handlers::code_action::handle(&self.state, params)
+        handlers::code_action::handle(&self.state, params).await
     }
 
     async fn code_action_resolve(&self, action: CodeAction) -> Result<CodeAction> {
-        handlers::code_action_resolve::handle(&self.state, action)
+        handlers::code_action_resolve::handle(&self.state, action).await
     }
 
     async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<LSPAny>> {
-        handlers::execute_command::handle(&self.state, &self.client, params)
+        handlers::execute_command::handle(&self.state, &self.client, params).await
     }
 
     async fn hover(&self, params: HoverParams) -> Result<Option<Hover>> {

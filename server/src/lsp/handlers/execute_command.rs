@@ -9,12 +9,14 @@ use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::ls_types::ExecuteCommandParams;
 
 use crate::lsp::state::GlobalState;
+use crate::lsp::team::STARTUP_WAIT;
 use crate::lsp::team::commands;
 
-pub fn handle(
+pub async fn handle(
     state: &Arc<GlobalState>,
     client: &Client,
     params: ExecuteCommandParams,
 ) -> Result<Option<Value>> {
+    state.team.wait_started(STARTUP_WAIT).await;
     commands::execute(state, client, &params.command, params.arguments)
 }

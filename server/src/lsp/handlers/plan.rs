@@ -4,9 +4,11 @@ use tower_lsp_server::jsonrpc::Result;
 
 use crate::lsp::ext::{PlanParams, PlanSnapshot, PlansResult};
 use crate::lsp::state::GlobalState;
+use crate::lsp::team::STARTUP_WAIT;
 use crate::lsp::team::{commands::failed, views};
 
-pub fn handle(state: &GlobalState, params: PlanParams) -> Result<PlanSnapshot> {
+pub async fn handle(state: &GlobalState, params: PlanParams) -> Result<PlanSnapshot> {
+    state.team.wait_started(STARTUP_WAIT).await;
     let team = state.team.get().map_err(failed)?;
     let running = team.service.running_plans();
     team.service.registry().inspect(|plans| {
@@ -26,7 +28,8 @@ pub fn handle(state: &GlobalState, params: PlanParams) -> Result<PlanSnapshot> {
     })
 }
 
-pub fn all(state: &GlobalState) -> Result<PlansResult> {
+pub async fn all(state: &GlobalState) -> Result<PlansResult> {
+    state.team.wait_started(STARTUP_WAIT).await;
     let team = state.team.get().map_err(failed)?;
     let running = team.service.running_plans();
     let mut plans: Vec<PlanSnapshot> = team.service.registry().inspect(|plans| {

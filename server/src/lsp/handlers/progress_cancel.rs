@@ -4,9 +4,11 @@
 use tower_lsp_server::ls_types::{NumberOrString, WorkDoneProgressCancelParams};
 
 use crate::lsp::state::GlobalState;
+use crate::lsp::team::STARTUP_WAIT;
 use crate::team::Command;
 
-pub fn handle(state: &GlobalState, params: WorkDoneProgressCancelParams) {
+pub async fn handle(state: &GlobalState, params: WorkDoneProgressCancelParams) {
+    state.team.wait_started(STARTUP_WAIT).await;
     let token = match params.token {
         NumberOrString::String(token) => token,
         NumberOrString::Number(number) => number.to_string(),

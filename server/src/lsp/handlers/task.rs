@@ -6,9 +6,11 @@ use tower_lsp_server::jsonrpc::Result;
 use crate::git::diff::{ChangeKind, diff};
 use crate::lsp::ext::{TaskDetail, TaskFile, TaskParams};
 use crate::lsp::state::GlobalState;
+use crate::lsp::team::STARTUP_WAIT;
 use crate::lsp::team::{commands::failed, views};
 
 pub async fn handle(state: &GlobalState, params: TaskParams) -> Result<TaskDetail> {
+    state.team.wait_started(STARTUP_WAIT).await;
     let team = state.team.get().map_err(failed)?;
     let (plan, task) = team.service.find_task(&params.task_id).map_err(failed)?;
     let mut detail = views::task_detail(&team.service, &plan, &task);

@@ -203,19 +203,48 @@ pub struct TeamState {
     /// A `configure` is under way; another asked for meanwhile runs after it.
     configuring: AtomicBool,
     configure_again: AtomicBool,
+    /// Woken when the slot leaves `Starting`.
+    settled: tokio::sync::Notify,
 }
+
+/// How long a request that arrives while the team starts waits for it.
+pub const STARTUP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl TeamState {
     /// The team, or why there is none (for the user).
     pub fn get(&self) -> Result<Arc<Team>, String> {
         match &*self.lock_slot() {
             Slot::Ready(team) => Ok(team.clone()),
-            Slot::Starting => Err(
-                "pitcrew is still starting (loading the configuration); try again in a moment"
-                    .into(),
-            ),
+            Slot::Starting => Err(format!(
+                "pitcrew has not finished starting after {} s (it loads the configuration once \
+                 the editor sends `initialized`, then opens the repository); see its log",
+                STARTUP_WAIT.as_secs()
+            )),
             Slot::Unavailable(reason) => Err(reason.clone()),
         }
+    }
+
+    /// Waits (up to `limit`) until the team has started or is known to be unavailable, so a
+    /// request sent right after `initialized` gets its real answer, not an empty one.
+    pub async fn wait_started(&self, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            // Registered before the slot is read, so a change in between is not missed.
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            if !matches!(*self.lock_slot(), Slot::Starting) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, settled).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn set_slot(&self, slot: Slot) {
+        *self.lock_slot() = slot;
+        self.settled.notify_waiters();
     }
 
     fn lock_slot(&self) -> MutexGuard<'_, Slot> {
@@ -289,7 +318,7 @@ async fn configure_once(state: Arc<GlobalState>, client: Client) {
         Ok(opened) => opened,
         Err(reason) => {
             tracing::warn!("the team is not available: {reason}");
-            *state.team.lock_slot() = Slot::Unavailable(reason);
+            state.team.set_slot(Slot::Unavailable(reason));
             return;
         }
     };
@@ -338,7 +367,7 @@ async fn configure_once(state: Arc<GlobalState>, client: Client) {
     if let Err(err) = recovered {
         tracing::warn!("recovery failed: {err}");
     }
-    *state.team.lock_slot() = Slot::Ready(team.clone());
+    state.team.set_slot(Slot::Ready(team.clone()));
     tracing::info!(
         "the team is ready in {} ({} plans)",
         team.workdir().display(),
