@@ -12,3 +12,11 @@ pub mod lsp;
 pub mod model;
 pub mod team;
 pub mod text;
+
+/// What every way out of pitcrew does last: ends every process started on an agent's behalf
+/// (and all they started) and unlocks the task worktrees this process held. Plans stay as they
+/// are on disk, so the next start resumes them.
+pub fn shutdown() {
+    agents::supervisor::terminate_all();
+    git::worktree::release_process_locks();
+}

@@ -189,10 +189,36 @@ fn run_async<F: std::future::Future<Output = i32>>(future: F) -> i32 {
             return 1;
         }
     };
-    let code = runtime.block_on(future);
+    // SIGTERM (a service manager, `timeout`, an editor that gives up on `exit`) and SIGHUP (the
+    // terminal closed) end the command like its own end: nothing pitcrew started outlives it.
+    let code = runtime.block_on(async {
+        tokio::select! {
+            code = future => code,
+            signal = termination() => {
+                tracing::warn!("{signal}: stopping; unfinished plans resume on the next start");
+                if signal == "SIGHUP" { 129 } else { 143 }
+            }
+        }
+    });
     // A read of stdin may still be parked on a blocking thread; do not wait for it.
     runtime.shutdown_background();
+    pitcrew::shutdown();
     code
+}
+
+/// The first of SIGTERM and SIGHUP, by name.
+async fn termination() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hangup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = hangup.recv() => "SIGHUP",
+    }
 }
 
 /// Logs go to stderr (stdout belongs to the protocol), filtered by `PITCREW_LOG`, else

@@ -599,7 +599,8 @@ impl TestServer {
     fn answer_server_request(&mut self, request: Value) {
         self.server_requests.push(request.clone());
         let method = request["method"].as_str().unwrap_or_default().to_owned();
-        if self.behaviour.never_answer.contains(&method) {
+        // After the client closed its side (a crashed editor), nothing is answered.
+        if self.behaviour.never_answer.contains(&method) || self.stdin.is_none() {
             self.unanswered.push(request);
             return;
         }

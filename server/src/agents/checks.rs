@@ -1,8 +1,8 @@
 //! Running the configured checks, and reading their output into findings.
 //!
 //! Agents may run only commands named in `[checks]`. A check runs in the task's worktree with
-//! `sh -c`, in its own process group (so a timeout or a cancellation kills everything it
-//! started), without the model keys in its environment, and with its output capped (the start
+//! `sh -c`, supervised (so a timeout, a cancellation or pitcrew's own end kills everything it
+//! started, daemons included), without the model keys in its environment, and with its output capped (the start
 //! and the end are kept: the end is where test failures are summed up).
 
 use std::collections::VecDeque;
@@ -15,6 +15,7 @@ use regex::Regex;
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
+use super::supervisor::Supervised;
 use crate::config::CheckConfig;
 use crate::team::plan::{CheckResult, Severity};
 
@@ -63,13 +64,13 @@ pub async fn run(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .env("PITCREW_CHECK", name)
-        .kill_on_drop(true);
+        .env("PITCREW_CHECK", name);
     for variable in secret_variables {
         command.env_remove(variable);
     }
-    #[cfg(unix)]
-    command.process_group(0);
+    // However this ends (done, timed out, cancelled, this future dropped, or pitcrew itself
+    // ending), nothing the check started outlives it.
+    let supervised = Supervised::prepare(&mut command);
     let failed = |message: String| CheckRun {
         result: CheckResult {
             name: name.to_owned(),
@@ -86,9 +87,7 @@ pub async fn run(
         Ok(child) => child,
         Err(err) => return failed(format!("cannot start `{}`: {err}", check.command)),
     };
-    // However this ends (done, timed out, cancelled, or this future dropped), nothing the
-    // check started outlives it.
-    let _group = GroupGuard(child.id());
+    supervised.started(child.id());
     let Some(mut stdout) = child.stdout.take() else {
         return failed("the check's output could not be read".into());
     };
@@ -115,7 +114,7 @@ pub async fn run(
     };
     // The shell is done (or stopped): stop whatever it left behind, then take the rest of the
     // output (a grandchild holding the pipe open cannot make a finished check time out).
-    kill_group(child.id());
+    supervised.end();
     let _ = child.kill().await;
     if tokio::time::timeout(Duration::from_millis(500), &mut reader)
         .await
@@ -147,25 +146,6 @@ pub async fn run(
         output: text,
         findings,
     }
-}
-
-/// Kills the check's process group when dropped.
-struct GroupGuard(Option<u32>);
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        kill_group(self.0);
-    }
-}
-
-/// Kills the process group the check leads, so nothing it started survives.
-fn kill_group(pid: Option<u32>) {
-    #[cfg(unix)]
-    if let Some(pid) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-    }
-    #[cfg(not(unix))]
-    let _ = pid;
 }
 
 /// The last `max` bytes of `text`, on a character boundary.

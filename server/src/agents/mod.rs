@@ -4,6 +4,7 @@
 pub mod checks;
 pub mod roles;
 pub mod runtime;
+pub mod supervisor;
 pub mod tools;
 pub mod workspace;
 

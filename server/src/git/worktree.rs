@@ -93,14 +93,8 @@ pub fn prepare(
         let complete = admin_dir(repo, &name).join(READY_MARKER).is_file();
         let valid = existing.validate().is_ok() && same_path(existing.path(), &path);
         if complete && valid && checked_out_branch(existing.path()).as_deref() == Some(&branch) {
-            if !matches!(
-                existing.is_locked(),
-                Ok(git2::WorktreeLockStatus::Locked(_))
-            ) {
-                existing
-                    .lock(Some(&lock_reason(task)))
-                    .context(|| format!("locking worktree {name}"))?;
-            }
+            // Locked for this process (a crash's lock names a dead one).
+            lock(repo, &name, task)?;
             let head = branch_head(repo, &branch)?;
             let worktree = TaskWorktree {
                 name,
@@ -149,10 +143,8 @@ pub fn prepare(
         repo.worktree(&name, &path, Some(&options))
             .context(|| format!("creating worktree {name} at {}", path.display()))?;
     }
-    // Created locked (so never unprotected); the reason says whose lock it is, as
-    // `git worktree lock --reason` would write it.
-    std::fs::write(admin_dir(repo, &name).join("locked"), lock_reason(task))
-        .context(|| format!("locking worktree {name}"))?;
+    // Created locked (so never unprotected).
+    lock(repo, &name, task)?;
     let head = branch_head(repo, &branch)?;
     let worktree = TaskWorktree {
         name,
@@ -222,6 +214,43 @@ fn lock_reason(task: &str) -> String {
         "pitcrew: task {task} in progress (pid {})",
         std::process::id()
     )
+}
+
+/// The git directories in which this process has locked worktrees.
+static LOCKED_IN: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeSet<PathBuf>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Locks worktree `name` for this process; the reason says whose lock it is, as
+/// `git worktree lock --reason` would write it.
+fn lock(repo: &Repository, name: &str, task: &str) -> Result<()> {
+    std::fs::write(admin_dir(repo, name).join("locked"), lock_reason(task))
+        .context(|| format!("locking worktree {name}"))?;
+    LOCKED_IN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(repo.commondir().to_path_buf());
+    Ok(())
+}
+
+/// Unlocks every worktree this process locked and still holds: called on the way out, so a
+/// task interrupted by pitcrew's end leaves its worktree (kept for the resumed plan) unlocked.
+pub fn release_process_locks() {
+    let dirs = LOCKED_IN.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let ours = format!("(pid {})", std::process::id());
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir.join("worktrees")) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(NAME_PREFIX) {
+                continue;
+            }
+            let locked = entry.path().join("locked");
+            if std::fs::read_to_string(&locked).is_ok_and(|reason| reason.ends_with(&ours)) {
+                let _ = std::fs::remove_file(&locked);
+            }
+        }
+    }
 }
 
 /// Unlocks a task's worktree; it stays on disk for inspection or reuse.
