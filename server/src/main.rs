@@ -72,6 +72,16 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Remove what finished plans (applied, discarded, failed) keep in the repository: their
+    /// branches, worktrees and snapshots. Their records and the journal stay.
+    Clean {
+        /// Only plans that ended at least this many days ago.
+        #[arg(long, value_name = "DAYS")]
+        older_than: Option<f64>,
+        /// Say what would be removed, and how much, without removing it.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Check the configuration and the models it names.
     Doctor {
         #[arg(long)]
@@ -157,6 +167,12 @@ fn main() -> ExitCode {
         }
         Command::Apply { plan, force } => with_cwd("apply", |cwd| {
             run_async(cli::plans::apply(&cwd, plan.as_deref(), force))
+        }),
+        Command::Clean {
+            older_than,
+            dry_run,
+        } => with_cwd("clean", |cwd| {
+            run_async(cli::plans::clean(&cwd, older_than, dry_run))
         }),
         Command::Demo { dir, latency_ms } => {
             run_async(cli::demo::run(cli::demo::DemoOptions { dir, latency_ms }))

@@ -327,6 +327,40 @@ fn requests_sent_right_after_initialized_get_their_real_answers() {
 }
 
 #[test]
+fn discarding_a_result_removes_its_branches_worktrees_and_snapshot() {
+    let scenario = scenario(implement_add("delegated"));
+    let mut server = start(&scenario);
+    let uri = server.uri("src/lib.rs");
+    let (plan, _) = delegate_from_comment(&mut server, &uri);
+    server.wait_for_plan(&plan, "ready");
+    let refs = |scenario: &TeamScenario| {
+        scenario.repo.git(&[
+            "for-each-ref",
+            "--format=%(refname)",
+            &format!("refs/heads/pitcrew/{plan}/"),
+            &format!("refs/pitcrew/snapshots/{plan}"),
+        ])
+    };
+    assert!(refs(&scenario).contains("snapshots"), "{}", refs(&scenario));
+    server
+        .command("pitcrew.discard", json!({"planId": plan}))
+        .expect("discard");
+    server.wait_for_plan(&plan, "cancelled");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !refs(&scenario).is_empty() {
+        assert!(Instant::now() < deadline, "still kept: {}", refs(&scenario));
+        server.pump_for(Duration::from_millis(50));
+    }
+    let worktrees = scenario.repo.git(&["worktree", "list"]);
+    assert!(!worktrees.contains(&plan), "{worktrees}");
+    // A retry says why it cannot be.
+    let error = server
+        .command("pitcrew.retry", json!({"planId": plan}))
+        .unwrap_err();
+    assert!(error.message.contains("cleaned up"), "{error:?}");
+}
+
+#[test]
 fn an_edit_refused_because_the_user_typed_is_computed_again_and_loses_nothing() {
     let scenario = scenario(implement_add("delegated"));
     let mut server = start(&scenario);

@@ -5,8 +5,12 @@ use std::path::Path;
 
 use serde_json::json;
 
+use std::time::Duration;
+
 use super::output;
 use super::run::{apply_and_record, head_moved, setup, summary};
+use crate::git;
+use crate::team::housekeeping::{self, CleanOptions};
 use crate::team::plan::PlanStatus;
 use crate::team::store::JournalEntry;
 
@@ -20,22 +24,36 @@ pub fn status(cwd: &Path, as_json: bool) -> i32 {
         }
     };
     let plans = setup.store.plans();
+    // What each plan keeps on disk (worktrees, and objects only its refs keep).
+    let footprints = setup
+        .repo
+        .open()
+        .and_then(|repo| git::cleanup::footprints(&repo))
+        .unwrap_or_default();
     if as_json {
-        output::json(&json!({"plans": plans}));
+        let disk: serde_json::Map<String, serde_json::Value> = footprints
+            .iter()
+            .map(|(id, f)| (id.clone(), json!(f)))
+            .collect();
+        output::json(&json!({"plans": plans, "disk": disk}));
         return 0;
     }
-    if plans.is_empty() {
+    if plans.is_empty() && footprints.is_empty() {
         output::line("No plans yet. Start one with `pitcrew run \"<goal>\"`.");
         return 0;
     }
     for plan in &plans {
+        let size = footprints
+            .get(&plan.id)
+            .map(|f| format!("  {}", git::cleanup::human_bytes(f.bytes())))
+            .unwrap_or_default();
         let done = plan
             .tasks
             .iter()
             .filter(|t| t.status.is_integrated())
             .count();
         output::line(&format!(
-            "{}  {:<9} {}/{} tasks  {} tokens{}  {}  {}",
+            "{}  {:<9} {}/{} tasks  {} tokens{}{size}  {}  {}",
             plan.id,
             plan.status.as_str(),
             done,
@@ -60,6 +78,100 @@ pub fn status(cwd: &Path, as_json: bool) -> i32 {
         if let Some(escalation) = &plan.escalation {
             output::line(&format!("    question: {}", escalation.question));
         }
+    }
+    let total: u64 = footprints.values().map(|f| f.bytes()).sum();
+    let reclaimable: u64 = footprints
+        .iter()
+        .filter(|(id, _)| {
+            plans
+                .iter()
+                .find(|p| &p.id == *id)
+                .is_none_or(|p| p.status.is_finished())
+        })
+        .map(|(_, f)| f.bytes())
+        .sum();
+    output::line(&format!(
+        "\nDisk: {} in {} worktrees and the objects only pitcrew's branches and snapshots keep; \
+         {} of it belongs to finished plans (`pitcrew clean` removes it).",
+        git::cleanup::human_bytes(total),
+        footprints
+            .values()
+            .map(|f| f.worktrees.len())
+            .sum::<usize>(),
+        git::cleanup::human_bytes(reclaimable),
+    ));
+    0
+}
+
+/// `pitcrew clean`: removes what finished plans keep in the repository.
+pub async fn clean(cwd: &Path, older_than_days: Option<f64>, dry_run: bool) -> i32 {
+    let setup = match setup(cwd) {
+        Ok(setup) => setup,
+        Err(error) => {
+            output::error(&format!("pitcrew clean: {error}"));
+            return 2;
+        }
+    };
+    let options = CleanOptions {
+        older_than: older_than_days.map(|days| Duration::from_secs_f64(days.max(0.0) * 86_400.0)),
+        dry_run,
+    };
+    housekeeping::expire_snapshots(&setup.repo, &setup.store).await;
+    let report = match housekeeping::clean(&setup.repo, &setup.store, &options).await {
+        Ok(report) => report,
+        Err(err) => {
+            output::error(&format!("pitcrew clean: {err}"));
+            return 1;
+        }
+    };
+    if report.reclaimed.is_empty() {
+        output::line("Nothing to clean: no finished plan keeps anything in the repository.");
+    } else {
+        let (branches, worktrees, snapshots) = report.reclaimed.iter().fold((0, 0, 0), |acc, r| {
+            (
+                acc.0 + r.footprint.branches.len(),
+                acc.1 + r.footprint.worktrees.len(),
+                acc.2 + usize::from(r.footprint.snapshot.is_some()),
+            )
+        });
+        output::line(&format!(
+            "{} what {} finished plan{} kept: {branches} branches, {worktrees} worktrees, {snapshots} snapshots, {} in all.",
+            if dry_run { "Would remove" } else { "Removed" },
+            report.reclaimed.len(),
+            if report.reclaimed.len() == 1 { "" } else { "s" },
+            git::cleanup::human_bytes(report.reclaimed_bytes()),
+        ));
+        for reclaimed in &report.reclaimed {
+            output::line(&format!(
+                "  {}  {:<9} {:>10}  {} branches, {} worktrees{}",
+                reclaimed.plan,
+                reclaimed.status.map(|s| s.as_str()).unwrap_or("(no plan)"),
+                git::cleanup::human_bytes(reclaimed.footprint.bytes()),
+                reclaimed.footprint.branches.len(),
+                reclaimed.footprint.worktrees.len(),
+                if reclaimed.footprint.snapshot.is_some() {
+                    ", a snapshot"
+                } else {
+                    ""
+                },
+            ));
+        }
+        let objects: u64 = report
+            .reclaimed
+            .iter()
+            .map(|r| r.footprint.object_bytes)
+            .sum();
+        if !dry_run && objects > 0 {
+            output::line(&format!(
+                "Of that, {} is objects no ref keeps now: git frees them at its next `git gc` \
+                 once they are older than gc.pruneExpire (two weeks by default), or at once with \
+                 `git gc --prune=now`.",
+                git::cleanup::human_bytes(objects)
+            ));
+        }
+    }
+    for (plan, reason) in &report.kept {
+        output::line(&format!("  kept {plan}: {reason}"));
     }
     0
 }
@@ -127,11 +239,10 @@ pub async fn apply(cwd: &Path, plan_id: Option<&str>, force: bool) -> i32 {
             return 2;
         }
     };
-    for line in
-        crate::team::housekeeping::finish_interrupted_applies(&setup.repo, &setup.store).await
-    {
+    for line in housekeeping::finish_interrupted_applies(&setup.repo, &setup.store).await {
         output::line(&line);
     }
+    housekeeping::expire_snapshots(&setup.repo, &setup.store).await;
     let plans = setup.store.plans();
     let found = match plan_id {
         Some(id) => plans.into_iter().find(|p| p.id == id),

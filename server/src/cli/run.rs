@@ -95,6 +95,7 @@ pub async fn run_in(setup: Setup, options: RunOptions) -> i32 {
     for line in team::housekeeping::finish_interrupted_applies(&setup.repo, &setup.store).await {
         output::error(&format!("pitcrew: {line}"));
     }
+    team::housekeeping::expire_snapshots(&setup.repo, &setup.store).await;
     let models = match Models::from_config(&setup.config) {
         Ok(models) => Arc::new(models),
         Err(error) => {

@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod checkout;
+pub mod cleanup;
 pub mod commit;
 pub mod diff;
 pub mod merge;

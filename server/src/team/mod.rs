@@ -47,6 +47,26 @@ fn rfc3339(seconds: i64, millis: u32) -> String {
     )
 }
 
+/// Seconds since the epoch of a time `now` wrote (`2026-11-21T20:05:11.123Z`); `None` for
+/// anything else.
+pub fn parse_time(text: &str) -> Option<i64> {
+    let number = |range: std::ops::Range<usize>| -> Option<i64> { text.get(range)?.parse().ok() };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // Days from civil (Howard Hinnant), the inverse of `rfc3339`.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hour * 3_600 + minute * 60 + second)
+}
+
 /// A new plan id: short, sortable by time, and safe in branch names (`p0rk3xq2a`).
 pub fn new_plan_id() -> String {
     let millis = SystemTime::now()
@@ -75,6 +95,14 @@ mod tests {
         assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.005Z");
         assert_eq!(rfc3339(1_795_291_511, 123), "2026-11-21T20:05:11.123Z");
+    }
+
+    #[test]
+    fn times_read_back() {
+        for seconds in [0, 951_782_400, 1_795_291_511, 4_102_444_800] {
+            assert_eq!(parse_time(&rfc3339(seconds, 7)), Some(seconds));
+        }
+        assert_eq!(parse_time("yesterday"), None);
     }
 
     #[test]

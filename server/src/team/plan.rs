@@ -87,6 +87,14 @@ pub enum PlanStatus {
 }
 
 impl PlanStatus {
+    /// Ended with nothing left to apply or answer: what `pitcrew clean` reclaims.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            PlanStatus::Applied | PlanStatus::Cancelled | PlanStatus::Failed
+        )
+    }
+
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -377,6 +385,10 @@ pub struct Plan {
     /// Counters for ids of findings, resolve and fix tasks.
     #[serde(default)]
     pub serial: u64,
+    /// When its branches, worktrees and snapshot were removed (discarded, or `pitcrew clean`):
+    /// it can no longer be applied or retried. Its record and the journal stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reclaimed_at: Option<String>,
 }
 
 impl Plan {
@@ -402,6 +414,7 @@ impl Plan {
             budget_raises: 0,
             outcome: None,
             serial: 0,
+            reclaimed_at: None,
         }
     }
 

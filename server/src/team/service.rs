@@ -181,6 +181,13 @@ impl TeamService {
 
     /// Runs `plan` in the background (resuming it if it was persisted before).
     pub fn start(self: &Arc<Self>, plan: Plan) -> Result<(), String> {
+        if plan.reclaimed_at.is_some() {
+            return Err(format!(
+                "plan {} was cleaned up (discarded, or `pitcrew clean`): its branches and \
+                 worktrees are gone; start the work again as a new plan",
+                plan.id
+            ));
+        }
         let lock = self
             .store
             .lock_plan(&plan.id)

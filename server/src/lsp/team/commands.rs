@@ -600,19 +600,15 @@ fn discard(state: &Arc<GlobalState>, team: &Arc<Team>, args: TargetArgs) -> Resu
         let id = plan.id.clone();
         let service = team.service.clone();
         let _ = tokio::task::spawn_blocking(move || service.mark_discarded(&id)).await;
-        let tasks: Vec<String> = plan.tasks.iter().map(|t| t.id.clone()).collect();
-        let id = plan.id.clone();
-        let removed = team
-            .repo
-            .run(move |repo| {
-                for task in &tasks {
-                    crate::git::worktree::remove(repo, &id, task, false)?;
+        // What is discarded goes: its worktrees, branches and snapshot.
+        match crate::team::housekeeping::reclaim(&team.repo, team.store(), &plan.id).await {
+            Ok(_) => {
+                // The registry learns that the plan was reclaimed (so a retry says so).
+                if let Ok(saved) = team.store().load_plan(&plan.id) {
+                    team.service.registry().update(&saved);
                 }
-                Ok(())
-            })
-            .await;
-        if let Err(err) = removed {
-            tracing::warn!("cannot remove the worktrees of plan {}: {err}", plan.id);
+            }
+            Err(err) => tracing::warn!("cannot remove what plan {} kept: {err}", plan.id),
         }
     });
     Ok(Value::Null)

@@ -346,6 +346,7 @@ async fn configure_once(state: Arc<GlobalState>, client: Client) {
     {
         tracing::warn!("{line}");
     }
+    crate::team::housekeeping::expire_snapshots(&team.repo, team.store()).await;
     let loaded = tokio::task::spawn_blocking({
         let team = team.clone();
         move || {
