@@ -165,7 +165,7 @@ fn a_conflict_in_one_file_applies_nothing_until_it_is_resolved() {
 fn run_with_yes_applies_nothing_when_one_file_conflicts() {
     // The user changes the line the agents rewrite while the planner thinks.
     let scenario = scenario_with_planner_latency(1500);
-    let mut child = scenario
+    let child = scenario
         .command(&["run", "Implement parse and add new", "--yes"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
