@@ -108,6 +108,7 @@ struct ConfigLayer {
     team: Option<TeamLayer>,
     checks: Option<BTreeMap<String, CheckLayer>>,
     context: Option<ContextLayer>,
+    sandbox: Option<SandboxLayer>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -170,6 +171,7 @@ enum CheckLayer {
 struct CheckTable {
     command: String,
     timeout_s: Option<u64>,
+    network: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -177,6 +179,16 @@ struct CheckTable {
 struct ContextLayer {
     send_ignored: Option<bool>,
     send_secrets: Option<bool>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SandboxLayer {
+    mode: Option<SandboxMode>,
+    network: Option<bool>,
+    read: Option<Vec<String>>,
+    write: Option<Vec<String>>,
+    env: Option<Vec<String>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -247,6 +259,48 @@ pub struct TeamConfig {
 pub struct CheckConfig {
     pub command: String,
     pub timeout_s: u64,
+    /// May reach the network from its sandbox (the `[sandbox]` default otherwise).
+    pub network: Option<bool>,
+}
+
+/// How checks (and everything else pitcrew runs on an agent's behalf) are confined.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxMode {
+    /// Bubblewrap when it works here; otherwise checks do not run, and pitcrew says why.
+    #[default]
+    Auto,
+    /// Bubblewrap, and an error when it does not work.
+    Bubblewrap,
+    /// No sandbox: checks run with the user's privileges. Only ever by the user's choice.
+    Off,
+}
+
+impl SandboxMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxMode::Auto => "auto",
+            SandboxMode::Bubblewrap => "bubblewrap",
+            SandboxMode::Off => "off",
+        }
+    }
+}
+
+/// The sandbox's settings. Those that loosen it are taken only from the user's own
+/// configuration (their config file, the editor's settings), never from the repository's
+/// `pitcrew.toml`: the code being checked comes from that repository.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SandboxConfig {
+    pub mode: SandboxMode,
+    /// Checks may reach the network (loopback included).
+    pub network: bool,
+    /// More paths checks may read (`~` is the home directory), besides the system and the
+    /// toolchain caches found by default.
+    pub read: Vec<String>,
+    /// More paths checks may write, besides their worktree and a private temporary directory.
+    pub write: Vec<String>,
+    /// More environment variables passed to checks, besides the allow-list.
+    pub env: Vec<String>,
 }
 
 /// What may be sent to a model.
@@ -267,6 +321,7 @@ pub struct Config {
     pub team: TeamConfig,
     pub checks: BTreeMap<String, CheckConfig>,
     pub context: ContextConfig,
+    pub sandbox: SandboxConfig,
 }
 
 impl Default for Config {
@@ -507,7 +562,12 @@ pub fn load_sources(sources: &[Source]) -> Loaded {
     let mut layers: Vec<(String, Value)> = Vec::new();
     for source in sources {
         let location = source.location();
-        match parse_source(source) {
+        match parse_source(source).and_then(|value| {
+            if source.kind == SourceKind::WorkspaceFile {
+                refuse_loosening(&location, &value)?;
+            }
+            Ok(value)
+        }) {
             Ok(value) => {
                 deep_merge(&mut merged, &value);
                 layers.push((location.clone(), value));
@@ -548,6 +608,53 @@ pub fn load_sources(sources: &[Source]) -> Loaded {
     Loaded {
         config,
         sources: reports,
+    }
+}
+
+/// The repository's own `pitcrew.toml` may tighten the sandbox but not loosen it: it comes
+/// with the code the checks run, which may be hostile. Loosening belongs in the user's own
+/// configuration or the editor's settings.
+fn refuse_loosening(location: &str, value: &Value) -> Result<(), ConfigError> {
+    let mut loosening: Vec<String> = Vec::new();
+    if let Some(sandbox) = value.get("sandbox").and_then(Value::as_object) {
+        for key in ["network", "read", "write", "env"] {
+            let loosens = match sandbox.get(key) {
+                Some(Value::Bool(on)) => *on,
+                Some(Value::Array(items)) => !items.is_empty(),
+                Some(_) => true,
+                None => false,
+            };
+            if loosens {
+                loosening.push(format!("sandbox.{key}"));
+            }
+        }
+        if sandbox.get("mode").and_then(Value::as_str) == Some("off") {
+            loosening.push("sandbox.mode".into());
+        }
+    }
+    if let Some(checks) = value.get("checks").and_then(Value::as_object) {
+        for (name, check) in checks {
+            if check.get("network").and_then(Value::as_bool) == Some(true) {
+                loosening.push(format!("checks.{name}.network"));
+            }
+        }
+    }
+    match loosening.first() {
+        None => Ok(()),
+        Some(key) => Err(ConfigError {
+            source: location.to_owned(),
+            key: Some(key.clone()),
+            line: None,
+            column: None,
+            message: format!(
+                "{} loosen{} the sandbox around code from this repository, so only your own \
+                 configuration may set {}: $XDG_CONFIG_HOME/pitcrew/config.toml or your editor's \
+                 pitcrew settings",
+                loosening.join(", "),
+                if loosening.len() == 1 { "s" } else { "" },
+                if loosening.len() == 1 { "it" } else { "them" },
+            ),
+        }),
     }
 }
 
@@ -849,9 +956,9 @@ fn resolve(layer: &ConfigLayer, layers: &[(String, Value)]) -> Result<Config, Ve
 
     let mut checks = BTreeMap::new();
     for (name, check) in layer.checks.iter().flatten() {
-        let (command, timeout_s) = match check {
-            CheckLayer::Command(command) => (command.clone(), None),
-            CheckLayer::Table(table) => (table.command.clone(), table.timeout_s),
+        let (command, timeout_s, network) = match check {
+            CheckLayer::Command(command) => (command.clone(), None, None),
+            CheckLayer::Table(table) => (table.command.clone(), table.timeout_s, table.network),
         };
         if command.trim().is_empty() {
             error(vec!["checks", name], "the command is empty".into());
@@ -862,6 +969,7 @@ fn resolve(layer: &ConfigLayer, layers: &[(String, Value)]) -> Result<Config, Ve
             CheckConfig {
                 command,
                 timeout_s: timeout_s.unwrap_or(check_timeout_s),
+                network,
             },
         );
     }
@@ -872,6 +980,15 @@ fn resolve(layer: &ConfigLayer, layers: &[(String, Value)]) -> Result<Config, Ve
         send_secrets: context_layer.send_secrets.unwrap_or(false),
     };
 
+    let sandbox_layer = layer.sandbox.clone().unwrap_or_default();
+    let sandbox = SandboxConfig {
+        mode: sandbox_layer.mode.unwrap_or_default(),
+        network: sandbox_layer.network.unwrap_or(false),
+        read: sandbox_layer.read.unwrap_or_default(),
+        write: sandbox_layer.write.unwrap_or_default(),
+        env: sandbox_layer.env.unwrap_or_default(),
+    };
+
     if errors.is_empty() {
         Ok(Config {
             models,
@@ -879,6 +996,7 @@ fn resolve(layer: &ConfigLayer, layers: &[(String, Value)]) -> Result<Config, Ve
             team,
             checks,
             context,
+            sandbox,
         })
     } else {
         Err(errors)

@@ -7,7 +7,6 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,7 @@ use regex::Regex;
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
-use super::supervisor::Supervised;
+use super::sandbox::{RunSpec, Sandbox};
 use crate::config::CheckConfig;
 use crate::team::plan::{CheckResult, Severity};
 
@@ -45,32 +44,24 @@ pub struct RawFinding {
     pub message: String,
 }
 
-/// Runs check `name` in `dir`.
+/// Runs check `name` in `dir` (a task's worktree), in `sandbox`.
 pub async fn run(
     name: &str,
     check: &CheckConfig,
     dir: &Path,
     output_cap: usize,
-    secret_variables: &[String],
+    sandbox: &Sandbox,
     cancel: &CancellationToken,
 ) -> CheckRun {
     let started = Instant::now();
-    let mut command = tokio::process::Command::new("sh");
-    command
-        .arg("-c")
+    let spec = RunSpec {
         // One stream, in the order things happened.
-        .arg(format!("exec 2>&1\n{}", check.command))
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .env("PITCREW_CHECK", name);
-    for variable in secret_variables {
-        command.env_remove(variable);
-    }
-    // However this ends (done, timed out, cancelled, this future dropped, or pitcrew itself
-    // ending), nothing the check started outlives it.
-    let supervised = Supervised::prepare(&mut command);
+        script: format!("exec 2>&1\n{}", check.command),
+        dir: dir.to_path_buf(),
+        network: check.network.unwrap_or(sandbox.network()),
+        env: vec![("PITCREW_CHECK".to_owned(), name.to_owned())],
+        stdin: false,
+    };
     let failed = |message: String| CheckRun {
         result: CheckResult {
             name: name.to_owned(),
@@ -83,11 +74,13 @@ pub async fn run(
         output: message,
         findings: Vec::new(),
     };
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(err) => return failed(format!("cannot start `{}`: {err}", check.command)),
+    // However this ends (done, timed out, cancelled, this future dropped, or pitcrew itself
+    // ending), nothing the check started outlives it.
+    let mut running = match sandbox.start(&spec) {
+        Ok(running) => running,
+        Err(reason) => return failed(format!("the check `{name}` did not run: {reason}")),
     };
-    supervised.started(child.id());
+    let child = &mut running.child;
     let Some(mut stdout) = child.stdout.take() else {
         return failed("the check's output could not be read".into());
     };
@@ -114,8 +107,8 @@ pub async fn run(
     };
     // The shell is done (or stopped): stop whatever it left behind, then take the rest of the
     // output (a grandchild holding the pipe open cannot make a finished check time out).
-    supervised.end();
-    let _ = child.kill().await;
+    running.end();
+    let _ = running.child.kill().await;
     if tokio::time::timeout(Duration::from_millis(500), &mut reader)
         .await
         .is_err()
@@ -132,6 +125,8 @@ pub async fn run(
             (None, true)
         }
     };
+    // Whatever the check printed, no secret of pitcrew's environment goes further.
+    let text = sandbox.redactor().redact(&text).into_owned();
     let passed = exit_code == Some(0);
     let findings = parse_findings(&text, dir, passed);
     CheckRun {
@@ -419,30 +414,43 @@ assertion `left == right` failed
         );
     }
 
+    /// The sandbox off (mode "off"), so this runs wherever the unit tests do; the sandbox
+    /// itself is tested through the binary, with bubblewrap.
+    fn unconfined() -> Sandbox {
+        let mut config = crate::config::Config::default();
+        config.sandbox.mode = crate::config::SandboxMode::Off;
+        Sandbox::new(&config)
+    }
+
     #[tokio::test]
-    async fn checks_run_capped_without_keys_and_die_on_timeout() {
+    async fn checks_run_capped_with_an_allow_listed_environment_and_die_on_timeout() {
         let dir = root();
         let check = CheckConfig {
-            command: "echo start; echo key=$CARGO_PKG_NAME; echo dir=$CARGO_MANIFEST_DIR; seq 1 20000; echo 'src/lib.rs:1:1: error: bad' >&2; exit 3".into(),
+            command: "echo start; echo pkg=$CARGO_PKG_NAME; echo path=${PATH:+set}; echo home=$HOME; seq 1 20000; echo 'src/lib.rs:1:1: error: bad' >&2; exit 3".into(),
             timeout_s: 30,
+            network: None,
         };
-        // Cargo sets both variables for tests; one plays the key.
-        let secrets = ["CARGO_PKG_NAME".to_owned()];
+        // Cargo sets CARGO_PKG_NAME for tests: it is not on the allow-list, PATH is.
         let done = run(
             "test",
             &check,
             dir.path(),
             20_000,
-            &secrets,
+            &unconfined(),
             &CancellationToken::new(),
         )
         .await;
         assert!(!done.result.passed);
         assert_eq!(done.result.exit_code, Some(3));
         assert!(
-            done.output.starts_with("start\nkey=\ndir=/"),
-            "the key is gone, the rest is there: {}",
+            done.output.starts_with("start\npkg=\npath=set\nhome=/"),
+            "only the allow-list comes through: {}",
             &done.output[..60]
+        );
+        let home = std::env::var("HOME").unwrap_or_default();
+        assert!(
+            !done.output.contains(&format!("home={home}\n")),
+            "HOME is a scratch home"
         );
         assert!(done.output.contains("bytes of output left out"));
         assert!(done.output.len() < 21_000);
@@ -455,6 +463,7 @@ assertion `left == right` failed
         let slow = CheckConfig {
             command: "sleep 30 & sleep 30; echo never".into(),
             timeout_s: 1,
+            network: None,
         };
         let started = Instant::now();
         let done = run(
@@ -462,7 +471,7 @@ assertion `left == right` failed
             &slow,
             dir.path(),
             10_000,
-            &[],
+            &unconfined(),
             &CancellationToken::new(),
         )
         .await;

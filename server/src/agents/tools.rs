@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::checks::{self, CheckRun};
+use super::sandbox::Sandbox;
 use super::workspace::{ToolError, Workspace};
 use crate::config::{CheckConfig, Role};
 use crate::model::{ToolCall, ToolSpec};
@@ -78,7 +79,8 @@ pub struct RoleTools {
     pub workspace: Workspace,
     pub checks: BTreeMap<String, CheckConfig>,
     pub check_output_bytes: usize,
-    pub secret_variables: Vec<String>,
+    /// Where checks run, and what is redacted from every tool's output.
+    pub sandbox: Sandbox,
     pub cancel: CancellationToken,
     pub max_tasks: u32,
     invalid_plans: u32,
@@ -93,7 +95,7 @@ impl RoleTools {
         workspace: Workspace,
         checks: BTreeMap<String, CheckConfig>,
         check_output_bytes: usize,
-        secret_variables: Vec<String>,
+        sandbox: Sandbox,
         cancel: CancellationToken,
         max_tasks: u32,
     ) -> Self {
@@ -102,7 +104,7 @@ impl RoleTools {
             workspace,
             checks,
             check_output_bytes,
-            secret_variables,
+            sandbox,
             cancel,
             max_tasks,
             invalid_plans: 0,
@@ -188,11 +190,14 @@ impl RoleTools {
             },
             terminal => return self.terminal(terminal, args),
         };
+        // No secret of pitcrew's environment reaches the model or the transcript, whichever
+        // file or check it came from.
+        let redactor = self.sandbox.redactor();
         match result {
-            Ok(text) => Outcome::Result(cap(text)),
+            Ok(text) => Outcome::Result(cap(redactor.redact(&text).into_owned())),
             Err(error) => Outcome::Error {
                 refused: error.is_refusal(),
-                message: error.to_string(),
+                message: redactor.redact(&error.to_string()).into_owned(),
             },
         }
     }
@@ -218,7 +223,7 @@ impl RoleTools {
             &check,
             self.workspace.root(),
             self.check_output_bytes,
-            &self.secret_variables,
+            &self.sandbox,
             &self.cancel,
         )
         .await;

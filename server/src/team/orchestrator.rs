@@ -36,6 +36,7 @@ use super::store::{JournalEntry, Store};
 use crate::agents::checks::{self, CheckRun};
 use crate::agents::roles::{self, Handoff};
 use crate::agents::runtime::{AgentContext, AgentError};
+use crate::agents::sandbox::Sandbox;
 use crate::agents::tools::{FixTask, RoleTools};
 use crate::agents::workspace::Workspace;
 use crate::config::{Config, Role};
@@ -157,6 +158,8 @@ struct Orchestrator {
     deadline: Option<Instant>,
     conventions: String,
     stop_after_planning: bool,
+    /// Where the plan's checks run.
+    sandbox: Sandbox,
 }
 
 impl Orchestrator {
@@ -181,7 +184,9 @@ impl Orchestrator {
         let (alerts_tx, alerts) = mpsc::unbounded_channel();
         budget.set_alerts(alerts_tx);
         let conventions = roles::conventions(context.repo.workdir());
+        let sandbox = Sandbox::new(&context.config).for_workdir(context.repo.workdir());
         Self {
+            sandbox,
             context,
             plan,
             budget,
@@ -207,7 +212,15 @@ impl Orchestrator {
         // Commands queued before the loop runs come first: an ended plan is started again
         // with the user's retry waiting, and the retry is what reopens it.
         self.take_queued_commands();
-        self.resume().await;
+        // Checks run code the agents wrote: never without the sandbox the user expects.
+        if !self.context.config.checks.is_empty()
+            && let Err(reason) = self.sandbox.runner()
+        {
+            let reason = reason.to_owned();
+            self.fail_plan(format!("the checks cannot run: {reason}"));
+        } else {
+            self.resume().await;
+        }
         loop {
             loop {
                 if self.stop_after_planning
@@ -567,6 +580,7 @@ impl Orchestrator {
     + Sync
     + 'static {
         let config = self.context.config.clone();
+        let sandbox = self.sandbox.clone();
         move |role, root, cancel| {
             let workspace = Workspace::new(root, config.context.clone())
                 .map_err(|e| AgentError::Setup(format!("cannot open the worktree: {e}")))?;
@@ -575,7 +589,7 @@ impl Orchestrator {
                 workspace,
                 config.checks.clone(),
                 output_cap(&config),
-                crate::agents::secret_variables(&config),
+                sandbox.clone(),
                 cancel,
                 config.team.max_tasks,
             ))
@@ -771,7 +785,7 @@ impl Orchestrator {
         let base = self.plan.base.clone();
         let checks_config = self.context.config.checks.clone();
         let cap = output_cap(&self.context.config);
-        let secrets = crate::agents::secret_variables(&self.context.config);
+        let sandbox = self.sandbox.clone();
         let conventions = self.conventions.clone();
         let tools = self.tools_factory();
         let timeout = self
@@ -819,7 +833,7 @@ impl Orchestrator {
                         reviewer.activity(format!("running check `{name}`"));
                     }
                     let run =
-                        checks::run(name, check, &worktree.path, cap, &secrets, &cancel).await;
+                        checks::run(name, check, &worktree.path, cap, &sandbox, &cancel).await;
                     if let Some(reviewer) = &reviewer {
                         reviewer.activity(format!(
                             "check `{name}` {}",
@@ -951,7 +965,7 @@ impl Orchestrator {
         let base = self.plan.base.clone();
         let test = self.context.config.checks.get("test").cloned();
         let cap = output_cap(&self.context.config);
-        let secrets = crate::agents::secret_variables(&self.context.config);
+        let sandbox = self.sandbox.clone();
         let conventions = self.conventions.clone();
         let goal = self.plan.goal.clone();
         let tools = self.tools_factory();
@@ -981,7 +995,7 @@ impl Orchestrator {
                     })
                     .await
                     .map_err(setup)?;
-                let run = checks::run("test", &test, &worktree.path, cap, &secrets, &cancel).await;
+                let run = checks::run("test", &test, &worktree.path, cap, &sandbox, &cancel).await;
                 if cancel.is_cancelled() {
                     return Err(AgentError::Cancelled);
                 }

@@ -1,0 +1,573 @@
+//! The sandbox around everything pitcrew runs on an agent's behalf (checks now, external agents
+//! later): a `Runner` runs a command for a task with given mounts, network and environment, and
+//! `Sandbox` holds the policy and picks the runner.
+//!
+//! The local runner is bubblewrap (see docs/sandbox.md for why, and for what it allows): the
+//! whole system read-only, the home directories hidden but for the toolchains, the task's
+//! worktree and a private `/tmp` writable, new PID, network, IPC, UTS and user namespaces, and
+//! the process tree killed with pitcrew. Without a working sandbox, nothing runs unconfined
+//! unless the user said so (`[sandbox] mode = "off"` in their own configuration). Another
+//! runner (a container runtime, a cluster's job runner) can take the same `RunSpec`.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, OnceLock};
+
+use super::redact::Redactor;
+use super::supervisor::Supervised;
+use crate::config::{Config, SandboxConfig, SandboxMode};
+
+/// Variables passed through from pitcrew's environment: the locale, the terminal, and what
+/// toolchains need to find themselves. Everything else stays out (tokens, keys, the user's
+/// whole shell).
+const PASSED_VARIABLES: [&str; 33] = [
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "TERM",
+    "TZ",
+    "NO_COLOR",
+    "CARGO_HOME",
+    "RUSTUP_HOME",
+    "RUSTUP_TOOLCHAIN",
+    "RUSTFLAGS",
+    "RUST_BACKTRACE",
+    "CARGO_TERM_COLOR",
+    "CARGO_INCREMENTAL",
+    "GOPATH",
+    "GOROOT",
+    "GOFLAGS",
+    "GOMODCACHE",
+    "GOCACHE",
+    "JAVA_HOME",
+    "VIRTUAL_ENV",
+    "CONDA_PREFIX",
+    "PYENV_ROOT",
+    "PYENV_VERSION",
+    "PYTHONPATH",
+    "NODE_PATH",
+    "NVM_DIR",
+    "PKG_CONFIG_PATH",
+    "CC",
+    "CXX",
+    "LD_LIBRARY_PATH",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "SOURCE_DATE_EPOCH",
+];
+
+/// Toolchain directories under the home directory that checks may read, when they exist.
+const TOOLCHAIN_DIRS: [&str; 16] = [
+    ".cargo",
+    ".rustup",
+    ".pyenv",
+    ".nvm",
+    ".volta",
+    ".bun",
+    ".deno",
+    ".sdkman",
+    ".local/bin",
+    ".local/lib",
+    ".cache/pip",
+    ".npm",
+    ".m2/repository",
+    ".gradle/caches",
+    ".gradle/wrapper",
+    "go/pkg/mod",
+];
+
+/// Files inside those directories that hold credentials: hidden even so.
+const TOOLCHAIN_SECRETS: [&str; 2] = [".cargo/credentials", ".cargo/credentials.toml"];
+
+/// Where the scratch home is inside the sandbox (in its private `/tmp`).
+const SANDBOX_HOME: &str = "/tmp/home";
+
+/// What to run, for which task, with what.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// A shell command line, run with `sh -c`.
+    pub script: String,
+    /// The task's worktree: the working directory, and writable.
+    pub dir: PathBuf,
+    /// May reach the network (loopback included).
+    pub network: bool,
+    /// Variables set for this run on top of the allow-list (`PITCREW_CHECK`).
+    pub env: Vec<(String, String)>,
+    /// Give the process a stdin pipe (an agent speaking a protocol); otherwise `/dev/null`.
+    pub stdin: bool,
+}
+
+/// A started process and its claim on everything it starts.
+#[derive(Debug)]
+pub struct Running {
+    pub child: tokio::process::Child,
+    supervised: Supervised,
+    /// The scratch home of an unconfined run, removed afterwards.
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl Running {
+    /// Ends the process and everything it started.
+    pub fn end(&self) {
+        self.supervised.end();
+    }
+}
+
+/// Runs commands for tasks, confined.
+pub trait Runner: Send + Sync + std::fmt::Debug {
+    /// What it is, for `pitcrew doctor` and the journal: "bubblewrap 0.8.0 (/usr/bin/bwrap)".
+    fn describe(&self) -> String;
+    /// Whether it keeps the network out when asked to (the unconfined runner cannot).
+    fn confines(&self) -> bool;
+    /// The command that runs `spec` confined, with `env` as its whole environment.
+    fn command(
+        &self,
+        spec: &RunSpec,
+        policy: &Policy,
+        env: &[(String, String)],
+    ) -> tokio::process::Command;
+}
+
+/// What a run may see and touch beyond its worktree: from `[sandbox]`, resolved.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// The user's home directory (hidden, but for toolchains).
+    pub home: Option<PathBuf>,
+    /// Readable paths, at the same place inside.
+    pub read: Vec<PathBuf>,
+    /// Readable paths mounted at another place inside: (outside, inside).
+    pub read_at: Vec<(PathBuf, PathBuf)>,
+    /// Writable paths, at the same place inside.
+    pub write: Vec<PathBuf>,
+    /// Files hidden behind `/dev/null`.
+    pub hidden_files: Vec<PathBuf>,
+}
+
+/// Bubblewrap, found and proven to work here.
+#[derive(Debug, Clone)]
+pub struct Bubblewrap {
+    pub path: PathBuf,
+    pub version: String,
+}
+
+impl Runner for Bubblewrap {
+    fn describe(&self) -> String {
+        format!("{} ({})", self.version, self.path.display())
+    }
+
+    fn confines(&self) -> bool {
+        true
+    }
+
+    fn command(
+        &self,
+        spec: &RunSpec,
+        policy: &Policy,
+        env: &[(String, String)],
+    ) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(&self.path);
+        command
+            .args(bwrap_args(spec, policy))
+            .arg("sh")
+            .arg("-c")
+            .arg(&spec.script);
+        command.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+}
+
+/// No confinement: the user turned the sandbox off.
+#[derive(Debug, Clone)]
+pub struct Unconfined;
+
+impl Runner for Unconfined {
+    fn describe(&self) -> String {
+        "none: the sandbox is off ([sandbox] mode = \"off\"); checks run with your privileges"
+            .into()
+    }
+
+    fn confines(&self) -> bool {
+        false
+    }
+
+    fn command(
+        &self,
+        spec: &RunSpec,
+        _: &Policy,
+        env: &[(String, String)],
+    ) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg(&spec.script)
+            .current_dir(&spec.dir)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+}
+
+/// The arguments that confine `spec` in bubblewrap. Order matters: later mounts go over
+/// earlier ones, so what is hidden comes before what is let back in.
+pub fn bwrap_args(spec: &RunSpec, policy: &Policy) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |parts: &[&std::ffi::OsStr]| args.extend(parts.iter().map(|p| p.to_os_string()));
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    push(&[
+        os("--die-with-parent"),
+        os("--new-session"),
+        os("--unshare-all"),
+    ]);
+    if spec.network {
+        push(&[os("--share-net")]);
+    }
+    push(&[os("--ro-bind"), os("/"), os("/")]);
+    push(&[os("--dev"), os("/dev"), os("--proc"), os("/proc")]);
+    push(&[os("--tmpfs"), os("/tmp")]);
+    // The home directories: hidden whole (secrets, shell rc files, other projects).
+    let mut hidden: Vec<PathBuf> = ["/root", "/home"].iter().map(PathBuf::from).collect();
+    hidden.extend(policy.home.clone());
+    for dir in hidden {
+        if dir.is_dir() && dir != Path::new("/") && !dir.starts_with("/tmp") {
+            push(&[os("--tmpfs"), dir.as_os_str()]);
+        }
+    }
+    push(&[os("--dir"), os(SANDBOX_HOME)]);
+    for path in &policy.read {
+        push(&[os("--ro-bind"), path.as_os_str(), path.as_os_str()]);
+    }
+    for file in &policy.hidden_files {
+        push(&[os("--ro-bind"), os("/dev/null"), file.as_os_str()]);
+    }
+    // The repository's git directory, read-only: git works in the worktree, and nothing can
+    // change hooks, config or refs.
+    let git = git_dirs(&spec.dir);
+    if let Some((_, common)) = &git {
+        push(&[os("--ro-bind"), common.as_os_str(), common.as_os_str()]);
+    }
+    push(&[os("--bind"), spec.dir.as_os_str(), spec.dir.as_os_str()]);
+    // The worktree's own admin directory (its HEAD and index), writable like the worktree.
+    if let Some((admin, _)) = &git {
+        push(&[os("--bind"), admin.as_os_str(), admin.as_os_str()]);
+    }
+    for (outside, inside) in &policy.read_at {
+        push(&[os("--ro-bind"), outside.as_os_str(), inside.as_os_str()]);
+    }
+    for path in &policy.write {
+        push(&[os("--bind"), path.as_os_str(), path.as_os_str()]);
+    }
+    push(&[os("--chdir"), spec.dir.as_os_str()]);
+    args
+}
+
+/// The worktree's admin directory and the repository's common git directory, read from the
+/// worktree's `.git` file.
+fn git_dirs(worktree: &Path) -> Option<(PathBuf, PathBuf)> {
+    let pointer = std::fs::read_to_string(worktree.join(".git")).ok()?;
+    let admin = PathBuf::from(pointer.strip_prefix("gitdir:")?.trim());
+    let common = std::fs::read_to_string(admin.join("commondir"))
+        .ok()
+        .map(|c| admin.join(c.trim()))
+        .unwrap_or_else(|| admin.join("../.."));
+    let common = common.canonicalize().ok()?;
+    Some((admin.canonicalize().ok()?, common))
+}
+
+/// Finds bubblewrap and proves it can make a sandbox here (user namespaces may be off). Done
+/// once per process.
+pub fn bubblewrap() -> Result<Bubblewrap, String> {
+    static FOUND: OnceLock<Result<Bubblewrap, String>> = OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let path = std::env::var_os("PATH")
+                .into_iter()
+                .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+                .map(|dir| dir.join("bwrap"))
+                .find(|candidate| candidate.is_file())
+                .ok_or_else(|| {
+                    "bubblewrap (`bwrap`) is not installed; install the `bubblewrap` package"
+                        .to_owned()
+                })?;
+            let version = std::process::Command::new(&path)
+                .arg("--version")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .unwrap_or_else(|_| "bubblewrap".into());
+            let probe = std::process::Command::new(&path)
+                .args([
+                    "--unshare-all",
+                    "--die-with-parent",
+                    "--ro-bind",
+                    "/",
+                    "/",
+                    "--dev",
+                    "/dev",
+                    "--proc",
+                    "/proc",
+                    "true",
+                ])
+                .env_clear()
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+                .map_err(|err| format!("{} cannot be run: {err}", path.display()))?;
+            if !probe.status.success() {
+                return Err(format!(
+                    "{} cannot make a sandbox here (are unprivileged user namespaces disabled?): {}",
+                    path.display(),
+                    String::from_utf8_lossy(&probe.stderr).trim()
+                ));
+            }
+            Ok(Bubblewrap { path, version })
+        })
+        .clone()
+}
+
+/// The sandbox policy of a configuration and the runner that carries it out, with the
+/// redactor for what comes out. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    runner: Result<Arc<dyn Runner>, String>,
+    config: SandboxConfig,
+    redactor: Arc<Redactor>,
+    /// The user's working tree, for `[sandbox] read` entries relative to it (`node_modules`).
+    user_workdir: Option<PathBuf>,
+}
+
+impl Sandbox {
+    pub fn new(config: &Config) -> Self {
+        let runner: Result<Arc<dyn Runner>, String> = match config.sandbox.mode {
+            SandboxMode::Off => Ok(Arc::new(Unconfined)),
+            SandboxMode::Auto | SandboxMode::Bubblewrap => match bubblewrap() {
+                Ok(bwrap) => Ok(Arc::new(bwrap)),
+                Err(reason) => Err(format!(
+                    "no sandbox is available: {reason}. Checks do not run unconfined unless you \
+                     say so: set [sandbox] mode = \"off\" in your own configuration \
+                     ($XDG_CONFIG_HOME/pitcrew/config.toml) to run them with your privileges"
+                )),
+            },
+        };
+        let named: Vec<String> = config
+            .models
+            .values()
+            .filter_map(|m| m.api_key_env.clone())
+            .collect();
+        Self {
+            runner,
+            config: config.sandbox.clone(),
+            redactor: Arc::new(Redactor::from_environment(&named)),
+            user_workdir: None,
+        }
+    }
+
+    /// The same sandbox, for tasks of the repository whose working tree is `workdir`.
+    pub fn for_workdir(mut self, workdir: &Path) -> Self {
+        self.user_workdir = Some(workdir.to_path_buf());
+        self
+    }
+
+    /// The runner in use, or why there is none.
+    pub fn runner(&self) -> Result<&Arc<dyn Runner>, &str> {
+        self.runner.as_ref().map_err(String::as_str)
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// The default network setting of runs, from `[sandbox] network`.
+    pub fn network(&self) -> bool {
+        self.config.network
+    }
+
+    /// Starts `spec` in the sandbox, supervised, with stdout piped and stderr discarded.
+    pub fn start(&self, spec: &RunSpec) -> Result<Running, String> {
+        let runner = self.runner.as_ref().map_err(Clone::clone)?;
+        let home = home_dir();
+        let confined = runner.confines();
+        let scratch = if confined {
+            None
+        } else {
+            Some(tempfile::tempdir().map_err(|e| format!("cannot make a scratch home: {e}"))?)
+        };
+        let scratch_home = match &scratch {
+            Some(dir) => dir.path().to_path_buf(),
+            None => PathBuf::from(SANDBOX_HOME),
+        };
+        let env = self.environment(home.as_deref(), &scratch_home, spec);
+        let policy = self.policy(home.as_deref(), spec);
+        let mut command = runner.command(spec, &policy, &env);
+        command
+            .stdin(if spec.stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let supervised = Supervised::prepare(&mut command);
+        let child = command
+            .spawn()
+            .map_err(|err| format!("cannot start `{}`: {err}", spec.script))?;
+        supervised.started(child.id());
+        Ok(Running {
+            child,
+            supervised,
+            _scratch: scratch,
+        })
+    }
+
+    /// The whole environment of a run: the allow-list, a scratch home, the toolchains' homes
+    /// (which default to the real home), `[sandbox] env`, and the run's own variables.
+    fn environment(
+        &self,
+        home: Option<&Path>,
+        scratch_home: &Path,
+        spec: &RunSpec,
+    ) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = std::env::vars()
+            .filter(|(name, _)| {
+                PASSED_VARIABLES.contains(&name.as_str())
+                    || name.starts_with("LC_")
+                    || self.config.env.contains(name)
+            })
+            .collect();
+        let set = |env: &mut Vec<(String, String)>, name: &str, value: String| {
+            env.retain(|(n, _)| n != name);
+            env.push((name.to_owned(), value));
+        };
+        // Toolchains that find themselves under $HOME keep finding themselves.
+        if let Some(home) = home {
+            for (variable, dir) in [
+                ("CARGO_HOME", ".cargo"),
+                ("RUSTUP_HOME", ".rustup"),
+                ("PYENV_ROOT", ".pyenv"),
+            ] {
+                if std::env::var_os(variable).is_none() && home.join(dir).is_dir() {
+                    set(&mut env, variable, home.join(dir).display().to_string());
+                }
+            }
+        }
+        set(&mut env, "HOME", scratch_home.display().to_string());
+        set(
+            &mut env,
+            "TMPDIR",
+            if self.runner().is_ok_and(|r| r.confines()) {
+                "/tmp".to_owned()
+            } else {
+                std::env::temp_dir().display().to_string()
+            },
+        );
+        for (name, value) in &spec.env {
+            set(&mut env, name, value.clone());
+        }
+        env
+    }
+
+    fn policy(&self, home: Option<&Path>, spec: &RunSpec) -> Policy {
+        let expand = |entry: &str| -> Option<PathBuf> {
+            match entry.strip_prefix("~/") {
+                Some(rest) => Some(home?.join(rest)),
+                None if entry == "~" => home.map(Path::to_path_buf),
+                None => Some(PathBuf::from(entry)),
+            }
+        };
+        let mut policy = Policy {
+            home: home.map(Path::to_path_buf),
+            ..Policy::default()
+        };
+        if let Some(home) = home {
+            policy.read.extend(
+                TOOLCHAIN_DIRS
+                    .iter()
+                    .map(|dir| home.join(dir))
+                    .filter(|dir| dir.is_dir()),
+            );
+            policy.hidden_files.extend(
+                TOOLCHAIN_SECRETS
+                    .iter()
+                    .map(|file| home.join(file))
+                    .filter(|file| file.is_file()),
+            );
+        }
+        for entry in &self.config.read {
+            let Some(path) = expand(entry) else { continue };
+            if path.is_absolute() {
+                if path.exists() {
+                    policy.read.push(path);
+                }
+            } else if let Some(workdir) = &self.user_workdir {
+                // A path in the user's working tree (`node_modules`), seen at the same place
+                // in the task's worktree.
+                let outside = workdir.join(&path);
+                if outside.exists() {
+                    policy.read_at.push((outside, spec.dir.join(&path)));
+                }
+            }
+        }
+        for entry in &self.config.write {
+            if let Some(path) = expand(entry).filter(|p| p.is_absolute() && p.exists()) {
+                policy.write.push(path);
+            }
+        }
+        policy
+    }
+}
+
+fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|home| home.is_absolute() && home != Path::new("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[OsString]) -> Vec<String> {
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn hidden_first_then_let_back_in() {
+        let spec = RunSpec {
+            script: "true".into(),
+            dir: PathBuf::from("/nowhere/wt"),
+            network: false,
+            env: Vec::new(),
+            stdin: false,
+        };
+        let policy = Policy {
+            home: None,
+            read: vec![PathBuf::from("/opt/cache")],
+            read_at: Vec::new(),
+            write: vec![PathBuf::from("/opt/out")],
+            hidden_files: Vec::new(),
+        };
+        let args = strings(&bwrap_args(&spec, &policy));
+        let at = |needle: &[&str]| {
+            args.windows(needle.len())
+                .position(|w| w == needle)
+                .unwrap_or_else(|| panic!("{needle:?} not in {args:?}"))
+        };
+        assert!(!args.contains(&"--share-net".to_owned()));
+        let tmp = at(&["--tmpfs", "/tmp"]);
+        assert!(at(&["--ro-bind", "/", "/"]) < tmp);
+        assert!(tmp < at(&["--ro-bind", "/opt/cache", "/opt/cache"]));
+        assert!(tmp < at(&["--bind", "/nowhere/wt", "/nowhere/wt"]));
+        assert!(at(&["--bind", "/opt/out", "/opt/out"]) > tmp);
+        assert_eq!(args.last().map(String::as_str), Some("/nowhere/wt"));
+        let networked = strings(&bwrap_args(
+            &RunSpec {
+                network: true,
+                ..spec
+            },
+            &policy,
+        ));
+        assert!(networked.contains(&"--share-net".to_owned()));
+    }
+}
