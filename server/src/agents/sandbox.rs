@@ -77,6 +77,23 @@ const TOOLCHAIN_DIRS: [&str; 16] = [
     "go/pkg/mod",
 ];
 
+/// Variables that name a toolchain's directory, which checks may read.
+const TOOLCHAIN_VARIABLES: [&str; 13] = [
+    "CARGO_HOME",
+    "RUSTUP_HOME",
+    "PYENV_ROOT",
+    "NVM_DIR",
+    "VOLTA_HOME",
+    "BUN_INSTALL",
+    "DENO_INSTALL",
+    "SDKMAN_DIR",
+    "GOROOT",
+    "GOPATH",
+    "JAVA_HOME",
+    "VIRTUAL_ENV",
+    "CONDA_PREFIX",
+];
+
 /// Files inside those directories that hold credentials: hidden even so.
 const TOOLCHAIN_SECRETS: [&str; 2] = [".cargo/credentials", ".cargo/credentials.toml"];
 
@@ -226,10 +243,8 @@ pub fn bwrap_args(spec: &RunSpec, policy: &Policy) -> Vec<OsString> {
     push(&[os("--dev"), os("/dev"), os("--proc"), os("/proc")]);
     push(&[os("--tmpfs"), os("/tmp")]);
     // The home directories: hidden whole (secrets, shell rc files, other projects).
-    let mut hidden: Vec<PathBuf> = ["/root", "/home"].iter().map(PathBuf::from).collect();
-    hidden.extend(policy.home.clone());
-    for dir in hidden {
-        if dir.is_dir() && dir != Path::new("/") && !dir.starts_with("/tmp") {
+    for dir in hidden_dirs(policy.home.as_deref()) {
+        if !dir.starts_with("/tmp") {
             push(&[os("--tmpfs"), dir.as_os_str()]);
         }
     }
@@ -259,6 +274,15 @@ pub fn bwrap_args(spec: &RunSpec, policy: &Policy) -> Vec<OsString> {
     }
     push(&[os("--chdir"), spec.dir.as_os_str()]);
     args
+}
+
+/// The directories a sandbox hides: every home directory, and the user's.
+fn hidden_dirs(home: Option<&Path>) -> Vec<PathBuf> {
+    let mut hidden: Vec<PathBuf> = ["/root", "/home"].iter().map(PathBuf::from).collect();
+    hidden.extend(home.map(Path::to_path_buf));
+    hidden.retain(|dir| dir.is_dir() && dir != Path::new("/"));
+    hidden.dedup();
+    hidden
 }
 
 /// The worktree's admin directory and the repository's common git directory, read from the
@@ -438,16 +462,22 @@ impl Sandbox {
             env.retain(|(n, _)| n != name);
             env.push((name.to_owned(), value));
         };
-        // Toolchains that find themselves under $HOME keep finding themselves.
-        if let Some(home) = home {
-            for (variable, dir) in [
-                ("CARGO_HOME", ".cargo"),
-                ("RUSTUP_HOME", ".rustup"),
-                ("PYENV_ROOT", ".pyenv"),
-            ] {
-                if std::env::var_os(variable).is_none() && home.join(dir).is_dir() {
-                    set(&mut env, variable, home.join(dir).display().to_string());
-                }
+        // Toolchains that find themselves under $HOME keep finding themselves with a scratch
+        // HOME: their homes are named, from the real home or from where PATH finds them.
+        for (variable, dir) in [
+            ("CARGO_HOME", ".cargo"),
+            ("RUSTUP_HOME", ".rustup"),
+            ("PYENV_ROOT", ".pyenv"),
+        ] {
+            if std::env::var_os(variable).is_some() {
+                continue;
+            }
+            let found = home
+                .map(|home| home.join(dir))
+                .filter(|path| path.is_dir())
+                .or_else(|| toolchain_on_path(dir));
+            if let Some(path) = found {
+                set(&mut env, variable, path.display().to_string());
             }
         }
         set(&mut env, "HOME", scratch_home.display().to_string());
@@ -478,19 +508,48 @@ impl Sandbox {
             home: home.map(Path::to_path_buf),
             ..Policy::default()
         };
+        let mut toolchains: Vec<PathBuf> = Vec::new();
         if let Some(home) = home {
-            policy.read.extend(
-                TOOLCHAIN_DIRS
-                    .iter()
-                    .map(|dir| home.join(dir))
-                    .filter(|dir| dir.is_dir()),
-            );
-            policy.hidden_files.extend(
-                TOOLCHAIN_SECRETS
-                    .iter()
-                    .map(|file| home.join(file))
-                    .filter(|file| file.is_file()),
-            );
+            toolchains.extend(TOOLCHAIN_DIRS.iter().map(|dir| home.join(dir)));
+        }
+        // Toolchains named by their variables, and those on PATH inside a hidden directory
+        // (`/root/.cargo/bin` means `/root/.cargo`): a command the user runs runs here too.
+        toolchains.extend(
+            TOOLCHAIN_VARIABLES
+                .iter()
+                .filter_map(std::env::var_os)
+                .map(PathBuf::from),
+        );
+        toolchains.extend(
+            [".cargo", ".rustup", ".pyenv"]
+                .iter()
+                .filter_map(|dir| toolchain_on_path(dir)),
+        );
+        let hidden = hidden_dirs(home);
+        for entry in std::env::var_os("PATH")
+            .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            if hidden.iter().any(|dir| entry.starts_with(dir)) {
+                let root = match entry.file_name().and_then(|n| n.to_str()) {
+                    Some("bin" | "shims") => entry.parent().map(Path::to_path_buf),
+                    _ => None,
+                };
+                toolchains.push(root.unwrap_or(entry));
+            }
+        }
+        for dir in toolchains {
+            if dir.is_absolute() && dir.is_dir() && !policy.read.contains(&dir) {
+                // A registry's credentials stay hidden even so.
+                policy.hidden_files.extend(
+                    TOOLCHAIN_SECRETS
+                        .iter()
+                        .filter_map(|file| file.strip_prefix(".cargo/"))
+                        .map(|file| dir.join(file))
+                        .filter(|file| file.is_file()),
+                );
+                policy.read.push(dir);
+            }
         }
         for entry in &self.config.read {
             let Some(path) = expand(entry) else { continue };
@@ -514,6 +573,20 @@ impl Sandbox {
         }
         policy
     }
+}
+
+/// A toolchain directory named `dir` (`.cargo`) that a PATH entry lies in (`/x/.cargo/bin`),
+/// or beside one (`.rustup` beside `/x/.cargo`).
+fn toolchain_on_path(dir: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths).find_map(|entry| {
+        entry.ancestors().find_map(|ancestor| {
+            let parent = ancestor.parent()?;
+            let candidate = parent.join(dir);
+            (ancestor.file_name()?.to_str()?.starts_with('.') && candidate.is_dir())
+                .then_some(candidate)
+        })
+    })
 }
 
 fn home_dir() -> Option<PathBuf> {
