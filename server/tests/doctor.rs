@@ -316,3 +316,78 @@ async fn a_key_echoed_by_a_failing_provider_never_reaches_the_logs() {
     assert!(!outcome.stderr.contains(KEY));
     assert!(!outcome.stdout.contains(KEY));
 }
+
+/// Runs `pitcrew doctor --json` with `home` as HOME, and returns its report.
+fn doctor_json_with_home(workspace: &Path, home: &Path) -> Value {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pitcrew"))
+        .args(["doctor", "--json"])
+        .current_dir(workspace)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
+        .output()
+        .unwrap();
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn doctor_proves_the_sandbox_with_a_probe_and_says_when_it_is_off() {
+    let dir = workspace("");
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".ssh")).unwrap();
+    std::fs::write(home.path().join(".ssh/id_rsa"), "secret").unwrap();
+    let report = doctor_json_with_home(dir.path(), home.path());
+    let sandbox = &report["sandbox"];
+    assert_eq!(sandbox["confined"], true, "{sandbox:#}");
+    assert!(
+        sandbox["runner"]
+            .as_str()
+            .unwrap()
+            .starts_with("bubblewrap"),
+        "{sandbox:#}"
+    );
+    let facts = sandbox["facts"].to_string();
+    for fact in [
+        "writes its worktree",
+        "writes nothing outside it",
+        "sees no secrets in the home directory",
+        "sees only its own processes",
+        "has no network",
+    ] {
+        assert!(facts.contains(fact), "{fact}: {facts}");
+    }
+
+    // Off, by the user's own choice: said, and not a failure of the sandbox.
+    std::fs::create_dir_all(home.path().join("config/pitcrew")).unwrap();
+    std::fs::write(
+        home.path().join("config/pitcrew/config.toml"),
+        "[sandbox]\nmode = \"off\"\n",
+    )
+    .unwrap();
+    let report = doctor_json_with_home(dir.path(), home.path());
+    assert_eq!(report["sandbox"]["confined"], false);
+    assert!(
+        report["sandbox"]["runner"]
+            .as_str()
+            .unwrap()
+            .contains("the sandbox is off"),
+        "{report:#}"
+    );
+    assert!(
+        !report["problems"].to_string().contains("sandbox"),
+        "{report:#}"
+    );
+
+    // The repository's own pitcrew.toml may not turn it off.
+    let hostile = workspace("[sandbox]\nmode = \"off\"\n");
+    let fresh_home = tempfile::tempdir().unwrap();
+    let report = doctor_json_with_home(hostile.path(), fresh_home.path());
+    assert!(
+        report["problems"]
+            .to_string()
+            .contains("only your own configuration may set it"),
+        "{report:#}"
+    );
+    assert_eq!(report["sandbox"]["confined"], true);
+}

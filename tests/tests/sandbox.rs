@@ -247,3 +247,69 @@ fn the_network_is_off_unless_the_users_own_configuration_allows_it() {
         "{printed}"
     );
 }
+
+#[test]
+fn without_a_sandbox_checks_do_not_run_and_every_face_says_why() {
+    let responses = || {
+        json!({"responses": [
+            plan(json!([spec("t", "Write t.txt", &[])])),
+            write("t", "t.txt", "t\n"),
+            finish("t", "wrote t.txt"),
+            approve("t"),
+        ]})
+    };
+    let scenario = TeamScenario::new(&[], Vec::new(), "", "test = \"echo ran > ran.txt\"");
+    scenario.fake.set_script(&responses());
+    let output = scenario
+        .command(&["run", "Write t"])
+        .env("PITCREW_BWRAP", "/nonexistent/bwrap")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("checks cannot run: no sandbox is available")
+            && stderr.contains("mode = \"off\""),
+        "{stderr}"
+    );
+    let plan = scenario.plan();
+    assert_eq!(plan["status"], "failed");
+    assert!(
+        plan["outcome"].as_str().unwrap().contains("bubblewrap"),
+        "{plan:#}"
+    );
+    assert!(
+        scenario.fake.requests().is_empty(),
+        "no model call was spent on a plan whose checks cannot run"
+    );
+
+    // The editor says so too, once the team is up.
+    let mut server = scenario
+        .lsp()
+        .env("PITCREW_BWRAP", "/nonexistent/bwrap")
+        .start();
+    server.wait_for_team();
+    let message = server.wait_for_notification("window/showMessage", |m| {
+        m["message"].as_str().unwrap_or("").contains("no sandbox")
+    });
+    assert_eq!(message["type"], 2, "a warning: {message:#}");
+    drop(server);
+
+    // With the sandbox off by the user's own choice, they run.
+    let config = scenario.home.path().join("config/pitcrew");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(config.join("config.toml"), "[sandbox]\nmode = \"off\"\n").unwrap();
+    scenario.fake.set_script(&responses());
+    let output = scenario
+        .command(&["run", "Write t, unconfined"])
+        .env("PITCREW_BWRAP", "/nonexistent/bwrap")
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}

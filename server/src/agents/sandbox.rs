@@ -304,15 +304,18 @@ pub fn bubblewrap() -> Result<Bubblewrap, String> {
     static FOUND: OnceLock<Result<Bubblewrap, String>> = OnceLock::new();
     FOUND
         .get_or_init(|| {
-            let path = std::env::var_os("PATH")
-                .into_iter()
-                .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-                .map(|dir| dir.join("bwrap"))
-                .find(|candidate| candidate.is_file())
-                .ok_or_else(|| {
-                    "bubblewrap (`bwrap`) is not installed; install the `bubblewrap` package"
-                        .to_owned()
-                })?;
+            // `PITCREW_BWRAP` names the binary to use (one not on PATH, say); else PATH's.
+            let path = match std::env::var_os("PITCREW_BWRAP") {
+                Some(path) => Some(PathBuf::from(path)).filter(|p| p.is_file()),
+                None => std::env::var_os("PATH")
+                    .into_iter()
+                    .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+                    .map(|dir| dir.join("bwrap"))
+                    .find(|candidate| candidate.is_file()),
+            }
+            .ok_or_else(|| {
+                "bubblewrap (`bwrap`) is not installed; install the `bubblewrap` package".to_owned()
+            })?;
             let version = std::process::Command::new(&path)
                 .arg("--version")
                 .output()
@@ -573,6 +576,139 @@ impl Sandbox {
         }
         policy
     }
+}
+
+/// What `Sandbox::probe` proved about the sandbox, for `pitcrew doctor`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Probe {
+    /// The runner: "bubblewrap 0.8.0 (/usr/bin/bwrap)", or why there is none.
+    pub runner: String,
+    /// A probe ran in it and every property held.
+    pub ok: bool,
+    /// Whether it confines at all (false with `mode = "off"`).
+    pub confined: bool,
+    /// From starting the sandboxed process to its end, for a command that does nothing much.
+    pub startup_ms: u64,
+    /// What was shown, one line each ("no network", ...), or what failed.
+    pub facts: Vec<String>,
+}
+
+impl Sandbox {
+    /// Runs a small script in the sandbox and checks what it could do: write its worktree but
+    /// nothing else, see no home directory, no other process, no network.
+    pub async fn probe(&self) -> Probe {
+        let runner = match self.runner() {
+            Ok(runner) => runner.clone(),
+            Err(reason) => {
+                return Probe {
+                    runner: reason.to_owned(),
+                    ok: false,
+                    confined: false,
+                    startup_ms: 0,
+                    facts: Vec::new(),
+                };
+            }
+        };
+        let Ok(dir) = tempfile::tempdir() else {
+            return Probe {
+                runner: runner.describe(),
+                ok: false,
+                confined: runner.confines(),
+                startup_ms: 0,
+                facts: vec!["cannot make a directory to probe in".into()],
+            };
+        };
+        let home = home_dir().unwrap_or_else(|| PathBuf::from("/root"));
+        let script = format!(
+            "touch probe && echo worktree=yes; \
+             touch /pitcrew-probe 2>/dev/null && echo root=yes; rm -f /pitcrew-probe; \
+             ls -A {home} 2>/dev/null | grep -qx .ssh && echo ssh=yes; \
+             echo processes=$(ls /proc | grep -c '^[0-9]'); \
+             echo interfaces=$(tail -n +3 /proc/net/dev | grep -vc ' lo:')",
+            home = shell_quote(&home.display().to_string())
+        );
+        let spec = RunSpec {
+            script,
+            dir: dir.path().to_path_buf(),
+            network: self.network(),
+            env: Vec::new(),
+            stdin: false,
+        };
+        let started = std::time::Instant::now();
+        let output = match self.start(&spec) {
+            Ok(running) => running.child.wait_with_output().await,
+            Err(reason) => Err(std::io::Error::other(reason)),
+        };
+        let startup_ms = started.elapsed().as_millis() as u64;
+        let text = match output {
+            Ok(output) => String::from_utf8_lossy(&output.stdout).into_owned(),
+            Err(err) => {
+                return Probe {
+                    runner: runner.describe(),
+                    ok: false,
+                    confined: runner.confines(),
+                    startup_ms,
+                    facts: vec![format!("the probe did not run: {err}")],
+                };
+            }
+        };
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(&format!("{key}=")))
+                .map(str::to_owned)
+        };
+        let mut facts = Vec::new();
+        let mut ok = true;
+        let mut fact = |holds: bool, good: &str, bad: String| {
+            ok &= holds;
+            facts.push(if holds { good.to_owned() } else { bad });
+        };
+        fact(
+            value("worktree").is_some(),
+            "writes its worktree",
+            "could NOT write its worktree".into(),
+        );
+        fact(
+            value("root").is_none(),
+            "writes nothing outside it but a private /tmp",
+            "could write outside its worktree (/)".into(),
+        );
+        fact(
+            value("ssh").is_none(),
+            "sees no secrets in the home directory",
+            format!("could see {}/.ssh", home.display()),
+        );
+        let processes: u32 = value("processes").and_then(|n| n.parse().ok()).unwrap_or(0);
+        fact(
+            processes <= 8,
+            &format!("sees only its own processes ({processes})"),
+            format!("sees {processes} processes, pitcrew's among them"),
+        );
+        let interfaces: u32 = value("interfaces")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(99);
+        if self.network() {
+            facts.push("may use the network ([sandbox] network = true)".into());
+        } else {
+            fact(
+                interfaces == 0,
+                "has no network",
+                format!("has {interfaces} network interfaces"),
+            );
+        }
+        Probe {
+            runner: runner.describe(),
+            ok: ok || !runner.confines(),
+            confined: runner.confines() && ok,
+            startup_ms,
+            facts,
+        }
+    }
+}
+
+/// `text` quoted for `sh`.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 /// A toolchain directory named `dir` (`.cargo`) that a PATH entry lies in (`/x/.cargo/bin`),

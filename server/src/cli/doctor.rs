@@ -8,7 +8,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::output;
-use crate::config::{self, Config, ConfigPaths, Role, SourceReport};
+use crate::agents::sandbox::{Probe, Sandbox};
+use crate::config::{self, Config, ConfigPaths, Role, SandboxMode, SourceReport};
 use crate::model::{CallContext, ChatRequest, Message, Models};
 
 /// The doctor waits at most this long for one model, retries included.
@@ -49,6 +50,8 @@ pub struct Report {
     pub roles: Vec<(Role, Option<String>)>,
     /// One real completion per model, when the configuration loaded.
     pub checks: Vec<ModelCheck>,
+    /// The sandbox checks run in, proven by a probe.
+    pub sandbox: Probe,
     pub problems: Vec<String>,
 }
 
@@ -121,6 +124,17 @@ pub async fn report(root: &Path) -> Report {
             problems.push(error.clone());
         }
     }
+    let sandbox = Sandbox::new(&config).probe().await;
+    if sandbox.confined || config.sandbox.mode == SandboxMode::Off {
+        // Confined as it should be, or off by the user's choice (said in the report).
+    } else if sandbox.facts.is_empty() {
+        problems.push(sandbox.runner.clone());
+    } else {
+        problems.push(format!(
+            "the sandbox does not hold: {}",
+            sandbox.facts.join("; ")
+        ));
+    }
     Report {
         version: env!("CARGO_PKG_VERSION"),
         workspace: root.display().to_string(),
@@ -128,6 +142,7 @@ pub async fn report(root: &Path) -> Report {
         models,
         roles,
         checks,
+        sandbox,
         problems,
     }
 }
@@ -216,6 +231,7 @@ pub async fn run(root: &Path, as_json: bool) -> i32 {
             "models": report.models,
             "roles": roles,
             "checks": report.checks,
+            "sandbox": report.sandbox,
             "problems": report.problems,
             "ok": report.ok(),
         }));
@@ -281,6 +297,26 @@ fn render(report: &Report) -> String {
                 ));
             }
         }
+    }
+    out.push_str("\nSandbox (where checks run)\n");
+    let probe = &report.sandbox;
+    if probe.confined {
+        out.push_str(&format!(
+            "  {}\n  probe: ok in {} ms: {}\n",
+            probe.runner,
+            probe.startup_ms,
+            probe.facts.join(", ")
+        ));
+    } else if probe.facts.is_empty() {
+        out.push_str(&format!("  NONE: {}\n", probe.runner));
+    } else if probe.runner.starts_with("none") {
+        out.push_str(&format!("  OFF: {}\n", probe.runner));
+    } else {
+        out.push_str(&format!(
+            "  {}\n  probe FAILED: {}\n",
+            probe.runner,
+            probe.facts.join(", ")
+        ));
     }
     if report.problems.is_empty() {
         out.push_str("\nNo problems found.");

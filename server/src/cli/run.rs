@@ -96,6 +96,9 @@ pub async fn run_in(setup: Setup, options: RunOptions) -> i32 {
         output::error(&format!("pitcrew: {line}"));
     }
     team::housekeeping::expire_snapshots(&setup.repo, &setup.store).await;
+    if let Some(warning) = team::sandbox_warning(&setup.config) {
+        output::error(&format!("pitcrew: {warning}"));
+    }
     let models = match Models::from_config(&setup.config) {
         Ok(models) => Arc::new(models),
         Err(error) => {

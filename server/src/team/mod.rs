@@ -18,6 +18,18 @@ pub use store::Store;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Why the configured checks cannot run here (no sandbox, and the user did not turn it off),
+/// for the faces to say at start; `None` when they can.
+pub fn sandbox_warning(config: &crate::config::Config) -> Option<String> {
+    if config.checks.is_empty() {
+        return None;
+    }
+    crate::agents::sandbox::Sandbox::new(config)
+        .runner()
+        .err()
+        .map(|reason| format!("pitcrew's checks cannot run: {reason}"))
+}
+
 /// The current time in RFC 3339, UTC, to the millisecond (`2026-11-21T20:05:11.123Z`).
 pub fn now() -> String {
     let since = SystemTime::now()

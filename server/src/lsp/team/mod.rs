@@ -369,6 +369,11 @@ async fn configure_once(state: Arc<GlobalState>, client: Client) {
         tracing::warn!("recovery failed: {err}");
     }
     state.team.set_slot(Slot::Ready(team.clone()));
+    if let Some(warning) = crate::team::sandbox_warning(&team.config()) {
+        tracing::warn!("{warning}");
+        let client = client.clone();
+        tokio::spawn(async move { client.show_message(MessageType::WARNING, warning).await });
+    }
     tracing::info!(
         "the team is ready in {} ({} plans)",
         team.workdir().display(),
