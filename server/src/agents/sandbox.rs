@@ -159,6 +159,9 @@ pub struct Policy {
     pub write: Vec<PathBuf>,
     /// Files hidden behind `/dev/null`.
     pub hidden_files: Vec<PathBuf>,
+    /// Directories hidden behind an empty tmpfs besides the home directories: the user's
+    /// working tree (its untracked `.env`, say), of which only `.git` is let back in.
+    pub hidden_dirs: Vec<PathBuf>,
 }
 
 /// Bubblewrap, found and proven to work here.
@@ -245,6 +248,12 @@ pub fn bwrap_args(spec: &RunSpec, policy: &Policy) -> Vec<OsString> {
     // The home directories: hidden whole (secrets, shell rc files, other projects).
     for dir in hidden_dirs(policy.home.as_deref()) {
         if !dir.starts_with("/tmp") {
+            push(&[os("--tmpfs"), dir.as_os_str()]);
+        }
+    }
+    for dir in &policy.hidden_dirs {
+        // The worktree and the git directory are bound back in below.
+        if dir.is_dir() && dir != Path::new("/") {
             push(&[os("--tmpfs"), dir.as_os_str()]);
         }
     }
@@ -509,6 +518,7 @@ impl Sandbox {
         };
         let mut policy = Policy {
             home: home.map(Path::to_path_buf),
+            hidden_dirs: self.user_workdir.iter().cloned().collect(),
             ..Policy::default()
         };
         let mut toolchains: Vec<PathBuf> = Vec::new();
@@ -756,6 +766,7 @@ mod tests {
             read_at: Vec::new(),
             write: vec![PathBuf::from("/opt/out")],
             hidden_files: Vec::new(),
+            hidden_dirs: Vec::new(),
         };
         let args = strings(&bwrap_args(&spec, &policy));
         let at = |needle: &[&str]| {

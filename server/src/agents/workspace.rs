@@ -21,17 +21,6 @@ const MAX_MATCHES: usize = 200;
 /// Files larger than this are not searched.
 const MAX_SEARCHED_BYTES: u64 = 1024 * 1024;
 
-/// File names (or suffixes) that hold secrets.
-const SECRET_NAMES: [&str; 6] = [
-    ".env",
-    ".netrc",
-    ".npmrc",
-    ".pypirc",
-    "id_rsa",
-    "id_ed25519",
-];
-const SECRET_SUFFIXES: [&str; 5] = [".pem", ".key", ".p12", ".pfx", ".keystore"];
-
 /// Why a tool call did not do what it asked; shown to the model.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ToolError {
@@ -137,6 +126,17 @@ impl Workspace {
             return Err(ToolError::Refused(format!("{path}: leads into .git")));
         }
         self.check_visible(&relative, path)?;
+        // A link to a secret is a secret: what it leads to is checked too.
+        if let Ok(target) = canonical.strip_prefix(&self.canonical_root)
+            && target != relative
+            && !self.context.send_secrets
+            && is_secret(&self.canonical_root, target)
+        {
+            return Err(ToolError::Refused(format!(
+                "{path} leads to {}, which looks like a secret (keys, credentials); it is not shared with models",
+                target.display()
+            )));
+        }
         Ok((relative, canonical))
     }
 
@@ -167,7 +167,7 @@ impl Workspace {
 
     /// Refuses secrets and ignored files unless the configuration allows them.
     fn check_visible(&self, relative: &Path, path: &str) -> Result<(), ToolError> {
-        if !self.context.send_secrets && is_secret(relative) {
+        if !self.context.send_secrets && is_secret(&self.root, relative) {
             return Err(ToolError::Refused(format!(
                 "{path} looks like a secret (keys, credentials); it is not shared with models"
             )));
@@ -255,7 +255,7 @@ impl Workspace {
             let Ok(relative) = entry.path().strip_prefix(&self.root) else {
                 continue;
             };
-            if !self.context.send_secrets && is_secret(relative) {
+            if !self.context.send_secrets && is_secret(&self.root, relative) {
                 continue;
             }
             files.push(relative.to_string_lossy().replace('\\', "/"));
@@ -373,18 +373,10 @@ fn default_permissions() -> Option<std::fs::Permissions> {
     None
 }
 
-/// Whether a path names a file that usually holds secrets.
-pub fn is_secret(relative: &Path) -> bool {
-    let Some(name) = relative
-        .file_name()
-        .map(|n| n.to_string_lossy().to_ascii_lowercase())
-    else {
-        return false;
-    };
-    SECRET_NAMES
-        .iter()
-        .any(|secret| name == *secret || name.starts_with(&format!("{secret}.")))
-        || SECRET_SUFFIXES.iter().any(|suffix| name.ends_with(suffix))
+/// Whether a file of the worktree (`relative` to `root`) usually holds secrets.
+pub fn is_secret(root: &Path, relative: &Path) -> bool {
+    let path = relative.to_string_lossy().replace('\\', "/");
+    crate::git::paths::is_secret(&path, || std::fs::read(root.join(relative)).ok())
 }
 
 #[cfg(test)]
@@ -406,6 +398,30 @@ mod tests {
         };
         let ws = Workspace::new(dir.path(), context).unwrap();
         (dir, ws)
+    }
+
+    #[test]
+    fn a_link_to_a_secret_is_a_secret() {
+        let (dir, ws) = workspace();
+        std::os::unix::fs::symlink(".env", dir.path().join("settings.txt")).unwrap();
+        std::fs::create_dir_all(dir.path().join("deploy")).unwrap();
+        std::fs::write(dir.path().join("deploy/prod.env"), "TOKEN=y\n").unwrap();
+        std::fs::write(dir.path().join(".npmrc"), "registry=https://example.org/\n").unwrap();
+        let refused = ws.read_file("settings.txt");
+        assert!(
+            matches!(&refused, Err(ToolError::Refused(reason)) if reason.contains("leads to .env")),
+            "{refused:?}"
+        );
+        assert!(matches!(
+            ws.read_file("deploy/prod.env"),
+            Err(ToolError::Refused(_))
+        ));
+        assert!(
+            ws.read_file(".npmrc").is_ok(),
+            "an .npmrc without tokens is not a secret"
+        );
+        std::fs::write(dir.path().join(".npmrc"), "//r/:_authToken=abc\n").unwrap();
+        assert!(matches!(ws.read_file(".npmrc"), Err(ToolError::Refused(_))));
     }
 
     #[test]

@@ -127,9 +127,9 @@ pub fn changed_files(repo: &Repository, base: Oid, result: Oid) -> Result<Vec<Ch
         };
         let base_content = blob(delta.old_file().id())?;
         let result_content = blob(delta.new_file().id())?;
-        let current = match safe_join(&workdir, &path) {
-            None => Current::Refused("the path leaves the working tree or enters .git".into()),
-            Some(full) => match std::fs::symlink_metadata(&full) {
+        let current = match safe_target(&workdir, &path) {
+            Err(reason) => Current::Refused(reason),
+            Ok(full) => match std::fs::symlink_metadata(&full) {
                 Ok(meta) if meta.is_dir() => Current::Refused("a directory is in the way".into()),
                 Ok(_) => {
                     Current::Content(std::fs::read(&full).context(|| format!("reading {path}"))?)
@@ -232,11 +232,6 @@ pub fn apply_to_workdir(
         let path = file.path;
         let current = match file.current {
             Current::Refused(reason) => {
-                let reason = if reason.starts_with("the path") {
-                    format!("refused: {reason}")
-                } else {
-                    reason
-                };
                 report.conflicts.push(ApplyConflict {
                     path,
                     reason,
@@ -479,8 +474,17 @@ impl Transaction {
                 });
                 continue;
             }
-            let Some(full) = safe_join(workdir, &write.path) else {
-                continue;
+            // Checked again just before writing: a link may have appeared since.
+            let full = match safe_target(workdir, &write.path) {
+                Ok(full) => full,
+                Err(reason) => {
+                    report.conflicts.push(ApplyConflict {
+                        path: write.path.clone(),
+                        reason,
+                        regions: Vec::new(),
+                    });
+                    continue;
+                }
             };
             match &write.after {
                 Some(id) => {
@@ -542,6 +546,37 @@ fn temp_path(workdir: &Path, path: &str) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     full.with_file_name(format!(".{name}.pitcrew-apply.tmp"))
+}
+
+/// `workdir/path` when writing there stays inside the working tree: `safe_join`'s rules, and no
+/// existing part of the way (nor the file itself) a symbolic link, which could lead anywhere
+/// (an ignored `linked -> /elsewhere` directory, say). The error is for the user.
+pub fn safe_target(workdir: &Path, path: &str) -> std::result::Result<PathBuf, String> {
+    let full = safe_join(workdir, path)
+        .ok_or_else(|| "refused: the path leaves the working tree or enters .git".to_owned())?;
+    let mut walked = workdir.to_path_buf();
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    for (index, part) in parts.iter().enumerate() {
+        walked.push(part);
+        match std::fs::symlink_metadata(&walked) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let what = if index + 1 == parts.len() {
+                    "it is a symbolic link in your working tree".to_owned()
+                } else {
+                    format!(
+                        "{} is a symbolic link in your working tree",
+                        parts[..=index].join("/")
+                    )
+                };
+                return Err(format!(
+                    "refused: {what}; pitcrew does not write through links, which may lead out of the repository"
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    Ok(full)
 }
 
 /// `workdir/path`, if `path` stays inside the working tree and out of `.git`.

@@ -1,5 +1,6 @@
 //! Which repository paths git itself accepts: a path git refuses (`.git.`, `git~1/x`,
 //! `.G\u{200c}it`) must be refused when an agent names it, not when its work is committed.
+//! And which paths hold secrets (`is_secret`), which stay out of models' sight and snapshots.
 //!
 //! The rules are libgit2's (`path.c`, with its defaults: `core.protectNTFS` on everywhere and
 //! `core.protectHFS` on macOS, which we apply everywhere so that a result is valid on every
@@ -71,6 +72,49 @@ fn is_hfs_ignorable(c: char) -> bool {
     )
 }
 
+/// Whether the file at `path` (relative, `/`-separated) usually holds secrets: keys,
+/// credentials, tokens. `content` is asked for only where the name alone does not tell
+/// (`.npmrc` and `.pypirc` hold tokens only sometimes).
+///
+/// Such files are not shown to models, and untracked ones are not copied into snapshots.
+pub fn is_secret(path: &str, content: impl FnOnce() -> Option<Vec<u8>>) -> bool {
+    let lower = path.to_ascii_lowercase();
+    let name = lower.rsplit('/').next().unwrap_or(&lower);
+    let exact = [
+        ".env",
+        ".envrc",
+        ".netrc",
+        "_netrc",
+        ".git-credentials",
+        "credentials.json",
+        ".htpasswd",
+        ".pgpass",
+    ];
+    let suffixes = [".pem", ".key", ".p12", ".pfx", ".keystore", ".jks", ".env"];
+    // `id_rsa`, `id_ed25519`, `id_ecdsa`...: private keys (their `.pub` halves are not).
+    let private_key = name.starts_with("id_") && !name.ends_with(".pub") && !name.contains('.');
+    let aws = lower == ".aws/credentials" || lower.ends_with("/.aws/credentials");
+    let secrets_yaml = name == "secrets.yml" || name == "secrets.yaml";
+    if exact.contains(&name)
+        || name.starts_with(".env.")
+        || suffixes.iter().any(|suffix| name.ends_with(suffix))
+        || private_key
+        || aws
+        || secrets_yaml
+    {
+        return true;
+    }
+    if name == ".npmrc" || name == ".pypirc" {
+        return content().is_none_or(|content| {
+            let text = String::from_utf8_lossy(&content).to_ascii_lowercase();
+            ["_auth", "token", "password"]
+                .iter()
+                .any(|word| text.contains(word))
+        });
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +165,51 @@ mod tests {
         ] {
             assert_eq!(refusal(good), None, "{good:?} should pass");
         }
+    }
+
+    #[test]
+    fn secrets_by_name_and_by_content() {
+        let none = || None;
+        for secret in [
+            ".env",
+            "app/.env",
+            ".env.local",
+            "prod.env",
+            ".envrc",
+            "id_rsa",
+            "home/.ssh/id_ed25519",
+            "certs/server.pem",
+            "tls.key",
+            ".aws/credentials",
+            ".git-credentials",
+            ".netrc",
+            "credentials.json",
+            "config/secrets.yml",
+            "secrets.yaml",
+        ] {
+            assert!(is_secret(secret, none), "{secret}");
+        }
+        for ordinary in [
+            "src/env.rs",
+            "id_rsa.pub",
+            "docs/environment.md",
+            "keys.rs",
+            "aws/credentials.md",
+            "secrets.md",
+        ] {
+            assert!(!is_secret(ordinary, none), "{ordinary}");
+        }
+        let with = |text: &'static str| move || Some(text.as_bytes().to_vec());
+        assert!(is_secret(
+            ".npmrc",
+            with("//registry.npmjs.org/:_authToken=abc\n")
+        ));
+        assert!(!is_secret(
+            ".npmrc",
+            with("registry=https://registry.npmjs.org/\n")
+        ));
+        assert!(is_secret("pkg/.pypirc", with("[pypi]\npassword = x\n")));
+        assert!(is_secret(".npmrc", none), "unreadable: assume the worst");
     }
 
     /// The rules match what libgit2 does when the path is added to an index.

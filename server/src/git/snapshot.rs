@@ -1,7 +1,7 @@
 //! Snapshots: a commit of exactly what the user sees, made without touching what they have.
 //!
 //! What the user sees is HEAD, plus staged and unstaged changes, plus untracked files that git
-//! does not ignore, plus the unsaved text of open buffers. The snapshot builds that tree in an
+//! does not ignore (but for secrets: `.env`, keys), plus the unsaved text of open buffers. The snapshot builds that tree in an
 //! in-memory index (never the repository's index), writes it as a commit whose parent is HEAD,
 //! and keeps it alive with `refs/pitcrew/snapshots/<id>`. HEAD, the index, the working tree and
 //! the stash are only read.
@@ -73,6 +73,11 @@ pub fn create(repo: &Repository, id: &str, buffers: &[Buffer]) -> Result<Snapsho
         // Paths that are not UTF-8 are left as HEAD has them.
         let Ok(path) = entry.path() else { continue };
         let full = workdir.join(path);
+        // An untracked secret (`.env`, a key) is the user's alone: it is not copied into the
+        // snapshot, so no worktree, check or model ever has it.
+        if status.is_wt_new() && super::paths::is_secret(path, || std::fs::read(&full).ok()) {
+            continue;
+        }
         match std::fs::symlink_metadata(&full) {
             Ok(meta) if meta.is_dir() => {}
             Ok(meta) => add_from_disk(repo, &mut index, path, &full, &meta)?,
@@ -104,6 +109,12 @@ pub fn create(repo: &Repository, id: &str, buffers: &[Buffer]) -> Result<Snapsho
         }
         if repo.is_path_ignored(&path).unwrap_or(false) {
             skipped_buffers.push((path, "ignored by git".into()));
+            continue;
+        }
+        if index.get_path(Path::new(&path), 0).is_none()
+            && super::paths::is_secret(&path, || Some(buffer.text.as_bytes().to_vec()))
+        {
+            skipped_buffers.push((path, "an untracked file that holds secrets".into()));
             continue;
         }
         let blob = repo

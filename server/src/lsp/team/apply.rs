@@ -415,13 +415,14 @@ fn build(
         };
         let open = documents.get(&uri_text);
         let current: Option<Vec<u8>> = match (open, &file.current) {
-            (Some(document), _) => Some(document.text().to_string().into_bytes()),
-            (None, Current::Content(bytes)) => Some(bytes.clone()),
-            (None, Current::Missing) => None,
-            (None, Current::Refused(reason)) => {
+            // Refused whether or not it is open (a link on the way may lead anywhere).
+            (_, Current::Refused(reason)) => {
                 problems.push(format!("{path}: {reason}"));
                 continue;
             }
+            (Some(document), _) => Some(document.text().to_string().into_bytes()),
+            (None, Current::Content(bytes)) => Some(bytes.clone()),
+            (None, Current::Missing) => None,
         };
         let decision = plan_file(
             file.base.as_deref(),
