@@ -1,8 +1,9 @@
 //! Property test: merging the agents' result onto the user's text follows its rule. Each side's
 //! changes are generated as hunks of a base (a run of base lines replaced, or an insertion
 //! between two lines, separated from the same side's other hunks by an unchanged line); the
-//! merge conflicts exactly when two hunks of different sides share a base line or insert at the
-//! same boundary with different text, and otherwise holds every change of both sides, in order.
+//! merge conflicts exactly when two hunks of different sides share a base line, insert at the
+//! same boundary with different text, or both change lines and meet at a boundary, and
+//! otherwise holds every change of both sides, in order.
 
 use pitcrew::git::merge::TextMerge;
 use pitcrew::git::user_merge::merge_onto_user;
@@ -71,7 +72,9 @@ fn conflicts(ours: &[Hunk], theirs: &[Hunk]) -> bool {
             }
             let share_a_line = o.start < t.end && t.start < o.end;
             let same_boundary = o.start == o.end && t.start == t.end && o.start == t.start;
-            share_a_line || same_boundary
+            let neighbours =
+                o.start < o.end && t.start < t.end && (o.end == t.start || t.end == o.start);
+            share_a_line || same_boundary || neighbours
         })
     })
 }
@@ -139,9 +142,14 @@ proptest! {
         theirs in prop::collection::vec(prop::sample::select(vec!["a\n", "b\n", "y\n", "c"]), 0..10),
     ) {
         let (base, ours, theirs) = (base.concat(), ours.concat(), theirs.concat());
-        prop_assert_eq!(merge_onto_user(&base, &base, &theirs), TextMerge::Clean(theirs.clone()));
-        prop_assert_eq!(merge_onto_user(&base, &ours, &base), TextMerge::Clean(ours.clone()));
-        if let TextMerge::Clean(merged) = merge_onto_user(&base, &ours, &theirs) {
+        // Merging is symmetric in which side conflicts.
+        let forward = merge_onto_user(&base, &ours, &theirs);
+        let backward = merge_onto_user(&base, &theirs, &ours);
+        prop_assert_eq!(
+            matches!(forward, TextMerge::Clean(_)),
+            matches!(backward, TextMerge::Clean(_))
+        );
+        if let TextMerge::Clean(merged) = forward {
             // A clean merge holds each side's lines, each at least as often as that side has
             // more of them than the base.
             for line in ours.split_inclusive('\n').chain(theirs.split_inclusive('\n')) {

@@ -16,9 +16,16 @@ pub struct TestRepo {
 impl TestRepo {
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
+        Self::new_in(&std::env::temp_dir())
+    }
+
+    /// A repository (and its private home) under `parent` instead of the system's temporary
+    /// directory: where `/tmp` being hidden would hide it anyway, tests of what a sandbox
+    /// hides need a place it hides on purpose.
+    pub fn new_in(parent: &Path) -> Self {
         let repo = Self {
-            dir: tempfile::tempdir().unwrap(),
-            home: tempfile::tempdir().unwrap(),
+            dir: tempfile::tempdir_in(parent).unwrap(),
+            home: tempfile::tempdir_in(parent).unwrap(),
         };
         repo.git(&["init", "-q", "-b", "main"]);
         repo.git(&["config", "user.name", "Test User"]);

@@ -110,8 +110,19 @@ pub struct RunOutcome {
 impl TeamScenario {
     /// `files` are committed; `team` and `checks` are TOML lines for those tables.
     pub fn new(files: &[(&str, &str)], responses: Vec<Value>, team: &str, checks: &str) -> Self {
+        Self::new_in(&std::env::temp_dir(), files, responses, team, checks)
+    }
+
+    /// As `new`, with the repository and the home directory under `parent`.
+    pub fn new_in(
+        parent: &Path,
+        files: &[(&str, &str)],
+        responses: Vec<Value>,
+        team: &str,
+        checks: &str,
+    ) -> Self {
         let fake = FakeModelProcess::start(&json!({"responses": responses}));
-        let repo = TestRepo::new();
+        let repo = TestRepo::new_in(parent);
         for (path, text) in files {
             repo.write(path, text);
         }
@@ -126,7 +137,7 @@ impl TeamScenario {
         Self {
             repo,
             fake,
-            home: tempfile::tempdir().expect("home"),
+            home: tempfile::tempdir_in(parent).expect("home"),
         }
     }
 

@@ -76,8 +76,10 @@ fn a_hostile_check_escapes_nowhere_and_still_does_its_work() {
     let tag = 60_000 + std::process::id() % 5_000;
 
     // A file the user committed by mistake holds the model's key: a check can print it, and
-    // pitcrew must not pass it on.
-    let scenario = TeamScenario::new(
+    // pitcrew must not pass it on. The repository and the home directory are outside /tmp,
+    // which the sandbox replaces anyway: what hides them must be the sandbox's own rules.
+    let scenario = TeamScenario::new_in(
+        std::path::Path::new("/var/tmp"),
         &[
             ("check.sh", "#!/bin/sh\nexit 0\n"),
             ("leaked.txt", MODEL_KEY),
@@ -116,8 +118,20 @@ fn a_hostile_check_escapes_nowhere_and_still_does_its_work() {
         approve("sly"),
     ]}));
 
+    // `~/bin` and `~/.local/bin` on PATH, as many shells set them: they must not bring the
+    // home directory back.
+    for dir in ["bin", ".local/bin"] {
+        std::fs::create_dir_all(home.join(dir)).unwrap();
+    }
+    let path = format!(
+        "{}:{}:{}",
+        home.join("bin").display(),
+        home.join(".local/bin").display(),
+        std::env::var("PATH").unwrap()
+    );
     let output = scenario
         .command(&["run", "Write the checks"])
+        .env("PATH", path)
         .env("PITCREW_TEST_MODEL_KEY", MODEL_KEY)
         .env("GITHUB_TOKEN", GITHUB_TOKEN)
         .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
@@ -319,4 +333,102 @@ fn without_a_sandbox_checks_do_not_run_and_every_face_says_why() {
         "{}",
         String::from_utf8_lossy(&output.stdout)
     );
+}
+
+/// A check that repoints its worktree's `.git` at the user's repository must not make pitcrew
+/// commit there; sockets under /run stay out of reach; secrets stay hidden under what the
+/// user's own configuration lets checks write.
+#[test]
+fn a_check_cannot_repoint_git_reach_sockets_or_uncover_secrets() {
+    let socket_path = format!("/run/pitcrew-sandbox-test-{}.sock", std::process::id());
+    let _ = std::fs::remove_file(&socket_path);
+    let listener = std::os::unix::net::UnixListener::bind(&socket_path).ok();
+    if let Some(listener) = &listener {
+        listener.set_nonblocking(true).unwrap();
+    }
+    let scenario = TeamScenario::new_in(
+        std::path::Path::new("/var/tmp"),
+        &[("README.md", "readme\n")],
+        Vec::new(),
+        "",
+        "a = \"sh a.sh\"\nb = \"sh b.sh\"",
+    );
+    let repo = scenario.path().display().to_string();
+    let home = scenario.home.path();
+    std::fs::create_dir_all(home.join(".cargo")).unwrap();
+    std::fs::write(
+        home.join(".cargo/credentials.toml"),
+        "token = \"cargo-secret-token\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/id_rsa"), "ssh-secret-material").unwrap();
+    let config = home.join("config/pitcrew");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("config.toml"),
+        "[sandbox]\nwrite = [\"~/.cargo\"]\nread = [\"~\"]\n",
+    )
+    .unwrap();
+    let a = format!(
+        "#!/bin/sh\n\
+         echo \"gitdir: {repo}/.git\" > .git\n\
+         echo repointed\n"
+    );
+    let b = format!(
+        "#!/bin/sh\n\
+         echo \"git dir: $(git rev-parse --absolute-git-dir)\"\n\
+         cat ~/.cargo/credentials.toml {home}/.cargo/credentials.toml {home}/.ssh/id_rsa 2>/dev/null\n\
+         python3 -c 'import socket; s = socket.socket(socket.AF_UNIX); s.connect(\"{socket_path}\"); print(\"ESCAPED reached a socket\")' 2>/dev/null\n\
+         exit 0\n",
+        home = home.display()
+    );
+    let main_before = scenario.repo.git(&["rev-parse", "main"]);
+    let index_before = std::fs::read(scenario.path().join(".git/index")).unwrap();
+    scenario.fake.set_script(&json!({"responses": [
+        plan(json!([spec("t", "Write t.txt", &[])])),
+        write("t", "a.sh", &a),
+        write("t", "b.sh", &b),
+        // The implementer runs the check that repoints .git, then goes on working.
+        pitcrew_tests::team::script::calls("implementer", Some("t"), json!([{"name": "run_check", "arguments": {"name": "a"}}])),
+        write("t", "t.txt", "t\n"),
+        finish("t", "wrote t.txt"),
+        approve("t"),
+    ]}));
+    let outcome = scenario.run("Write t", &[]);
+    assert_eq!(outcome.code, Some(0), "{}", outcome.all());
+
+    // The user's branch and index are as they were; the work is on the task's branch.
+    assert_eq!(scenario.repo.git(&["rev-parse", "main"]), main_before);
+    assert_eq!(
+        std::fs::read(scenario.path().join(".git/index")).unwrap(),
+        index_before
+    );
+    let plan = scenario.plan();
+    let branch = plan["tasks"][0]["branch"].as_str().unwrap().to_owned();
+    let files = scenario
+        .repo
+        .git(&["ls-tree", "-r", "--name-only", &branch]);
+    assert!(files.contains("t.txt"), "{files}");
+
+    let checks = plan["tasks"][0]["checks"].as_array().unwrap();
+    let b_output = checks
+        .iter()
+        .find(|c| c["name"] == "b")
+        .and_then(|c| c["output_tail"].as_str())
+        .unwrap();
+    assert!(
+        b_output.contains("/worktrees/pitcrew-"),
+        "git inside the check works on the task's worktree: {b_output}"
+    );
+    for secret in ["cargo-secret-token", "ssh-secret-material", "ESCAPED"] {
+        assert!(!b_output.contains(secret), "{secret} in {b_output}");
+    }
+    if let Some(listener) = &listener {
+        assert!(
+            listener.accept().is_err(),
+            "the check reached {socket_path}"
+        );
+    }
+    let _ = std::fs::remove_file(&socket_path);
 }

@@ -88,16 +88,19 @@ pub async fn run(
         output_cap.max(HEAD_BYTES * 2),
     )));
     let sink = output.clone();
+    // Redacted as it streams, before the cap cuts it: a secret split by the cut would leak.
+    let mut redacting = sandbox.redacting_stream();
     let mut reader = tokio::spawn(async move {
         let mut chunk = [0u8; 16 * 1024];
         while let Ok(n) = stdout.read(&mut chunk).await {
             if n == 0 {
                 break;
             }
-            sink.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(&chunk[..n]);
+            let safe = redacting.push(&chunk[..n]);
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(&safe);
         }
+        let rest = redacting.finish();
+        sink.lock().unwrap_or_else(|p| p.into_inner()).push(&rest);
     });
     let timeout = Duration::from_secs(check.timeout_s.max(1));
     let outcome = tokio::select! {

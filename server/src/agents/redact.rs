@@ -75,7 +75,8 @@ impl Redactor {
         Self { secrets }
     }
 
-    /// `text` with every secret value replaced by `[redacted $NAME]`.
+    /// `text` with every secret value replaced by `[redacted $NAME]`, and the password of any
+    /// URL that carries one (`https://user:token@host`) by `[redacted]`.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let mut text = Cow::Borrowed(text);
         for (name, value) in &self.secrets {
@@ -83,11 +84,92 @@ impl Redactor {
                 text = Cow::Owned(text.replace(value.as_str(), &format!("[redacted ${name}]")));
             }
         }
+        if URL_PASSWORD.is_match(&text) {
+            text = Cow::Owned(
+                URL_PASSWORD
+                    .replace_all(&text, "${scheme}${user}:[redacted]@")
+                    .into_owned(),
+            );
+        }
         text
+    }
+
+    /// `bytes` with every secret value replaced, as `redact` does for text.
+    pub fn redact_bytes(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        for (name, value) in &self.secrets {
+            let needle = value.as_bytes();
+            if memchr::memmem::find(&out, needle).is_none() {
+                continue;
+            }
+            let marker = format!("[redacted ${name}]").into_bytes();
+            let mut replaced = Vec::with_capacity(out.len());
+            let mut at = 0;
+            for found in memchr::memmem::find_iter(&out, needle) {
+                if found < at {
+                    continue;
+                }
+                replaced.extend_from_slice(&out[at..found]);
+                replaced.extend_from_slice(&marker);
+                at = found + needle.len();
+            }
+            replaced.extend_from_slice(&out[at..]);
+            out = replaced;
+        }
+        out
+    }
+
+    /// The length of the longest secret: a stream keeps this much minus one back, so that a
+    /// secret split across two reads is still found.
+    fn longest(&self) -> usize {
+        self.secrets.first().map_or(0, |(_, value)| value.len())
     }
 
     pub fn is_empty(&self) -> bool {
         self.secrets.is_empty()
+    }
+}
+
+/// The password part of a URL: `scheme://user:password@`.
+static URL_PASSWORD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^\s/:@]+):[^\s/@]+@")
+        .expect("a valid pattern")
+});
+
+/// Redacts a stream read in pieces (a check's output), holding back the end of each piece that
+/// could be the start of a secret until the next piece shows whether it is.
+#[derive(Debug)]
+pub struct RedactingStream {
+    redactor: std::sync::Arc<Redactor>,
+    pending: Vec<u8>,
+}
+
+impl RedactingStream {
+    pub fn new(redactor: std::sync::Arc<Redactor>) -> Self {
+        Self {
+            redactor,
+            pending: Vec::new(),
+        }
+    }
+
+    /// What of the stream so far is safe to pass on, redacted.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
+        self.pending.extend_from_slice(bytes);
+        let keep = self.redactor.longest().saturating_sub(1);
+        let redacted = self.redactor.redact_bytes(&self.pending);
+        if redacted.len() <= keep {
+            self.pending = redacted;
+            return Vec::new();
+        }
+        let split = redacted.len() - keep;
+        self.pending = redacted[split..].to_vec();
+        redacted[..split].to_vec()
+    }
+
+    /// The rest of the stream, redacted.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let rest = std::mem::take(&mut self.pending);
+        self.redactor.redact_bytes(&rest)
     }
 }
 
@@ -117,5 +199,31 @@ mod tests {
             "key [redacted $MY_MODEL_KEY], gh [redacted $GITHUB_TOKEN], [redacted $ACME_DEPLOY_TOKEN], /usr/bin:/bin abc"
         );
         assert!(matches!(redactor.redact("nothing here"), Cow::Borrowed(_)));
+        assert_eq!(
+            redactor.redact("remote https://bot:ghp_other123@github.com/a/b.git"),
+            "remote https://bot:[redacted]@github.com/a/b.git"
+        );
+    }
+
+    #[test]
+    fn a_secret_split_across_reads_is_still_redacted() {
+        let redactor = std::sync::Arc::new(Redactor::from_pairs(
+            [("GITHUB_TOKEN".to_owned(), "ghp_abcdefghijkl".to_owned())],
+            &[],
+        ));
+        let text = b"start ghp_abcdefghijkl middle ghp_abcdefghijkl end";
+        for split in 1..text.len() {
+            let mut stream = RedactingStream::new(redactor.clone());
+            let mut out = Vec::new();
+            for piece in text.chunks(split) {
+                out.extend(stream.push(piece));
+            }
+            out.extend(stream.finish());
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                "start [redacted $GITHUB_TOKEN] middle [redacted $GITHUB_TOKEN] end",
+                "pieces of {split}"
+            );
+        }
     }
 }

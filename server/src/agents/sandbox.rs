@@ -94,6 +94,12 @@ const TOOLCHAIN_VARIABLES: [&str; 13] = [
     "CONDA_PREFIX",
 ];
 
+/// Directories whose `bin` (or `shims`) on PATH means the whole directory is a toolchain.
+const TOOLCHAIN_ROOTS: [&str; 14] = [
+    ".cargo", ".rustup", ".pyenv", ".rbenv", ".nodenv", ".goenv", ".jenv", ".nvm", ".volta",
+    ".bun", ".deno", ".sdkman", ".asdf", ".poetry",
+];
+
 /// Files inside those directories that hold credentials: hidden even so.
 const TOOLCHAIN_SECRETS: [&str; 2] = [".cargo/credentials", ".cargo/credentials.toml"];
 
@@ -122,6 +128,8 @@ pub struct Running {
     supervised: Supervised,
     /// The scratch home of an unconfined run, removed afterwards.
     _scratch: Option<tempfile::TempDir>,
+    /// The cleaned git configuration bound into the sandbox, removed afterwards.
+    _git_config: Option<tempfile::NamedTempFile>,
 }
 
 impl Running {
@@ -149,19 +157,31 @@ pub trait Runner: Send + Sync + std::fmt::Debug {
 /// What a run may see and touch beyond its worktree: from `[sandbox]`, resolved.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    /// The user's home directory (hidden, but for toolchains).
-    pub home: Option<PathBuf>,
-    /// Readable paths, at the same place inside.
+    /// Directories replaced by an empty tmpfs: every home directory, the user's working tree
+    /// (its untracked `.env`, say), `/run` (the sockets of the session bus, systemd, docker and
+    /// the key agents, which a read-only mount would not stop), each under its literal and its
+    /// real path.
+    pub hidden_dirs: Vec<PathBuf>,
+    /// Readable paths, at the same place inside (toolchains, `[sandbox] read`).
     pub read: Vec<PathBuf>,
     /// Readable paths mounted at another place inside: (outside, inside).
     pub read_at: Vec<(PathBuf, PathBuf)>,
-    /// Writable paths, at the same place inside.
+    /// Writable paths, at the same place inside (`[sandbox] write`).
     pub write: Vec<PathBuf>,
-    /// Files hidden behind `/dev/null`.
-    pub hidden_files: Vec<PathBuf>,
-    /// Directories hidden behind an empty tmpfs besides the home directories: the user's
-    /// working tree (its untracked `.env`, say), of which only `.git` is let back in.
-    pub hidden_dirs: Vec<PathBuf>,
+    /// The task's git directories, when the run is in a task worktree.
+    pub git: Option<GitMounts>,
+    /// Secrets hidden last, whatever was bound over them: (path, is a directory).
+    pub secrets: Vec<(PathBuf, bool)>,
+}
+
+/// How a task worktree's repository is seen: the common git directory read-only (so git works,
+/// and hooks, refs and config cannot change), with pitcrew's own state hidden and the
+/// configuration replaced by a copy without remotes or credentials.
+#[derive(Debug, Clone)]
+pub struct GitMounts {
+    pub common: PathBuf,
+    /// A copy of `<common>/config` with only its `[core]` and `[extensions]`.
+    pub config: Option<PathBuf>,
 }
 
 /// Bubblewrap, found and proven to work here.
@@ -229,7 +249,7 @@ impl Runner for Unconfined {
 }
 
 /// The arguments that confine `spec` in bubblewrap. Order matters: later mounts go over
-/// earlier ones, so what is hidden comes before what is let back in.
+/// earlier ones, so what is hidden comes before what is let back in, and secrets come last.
 pub fn bwrap_args(spec: &RunSpec, policy: &Policy) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |parts: &[&std::ffi::OsStr]| args.extend(parts.iter().map(|p| p.to_os_string()));
@@ -245,67 +265,117 @@ pub fn bwrap_args(spec: &RunSpec, policy: &Policy) -> Vec<OsString> {
     push(&[os("--ro-bind"), os("/"), os("/")]);
     push(&[os("--dev"), os("/dev"), os("--proc"), os("/proc")]);
     push(&[os("--tmpfs"), os("/tmp")]);
-    // The home directories: hidden whole (secrets, shell rc files, other projects).
-    for dir in hidden_dirs(policy.home.as_deref()) {
+    for dir in &policy.hidden_dirs {
         if !dir.starts_with("/tmp") {
             push(&[os("--tmpfs"), dir.as_os_str()]);
         }
     }
-    for dir in &policy.hidden_dirs {
-        // The worktree and the git directory are bound back in below.
-        if dir.is_dir() && dir != Path::new("/") {
-            push(&[os("--tmpfs"), dir.as_os_str()]);
+    if spec.network {
+        // Name resolution, when it lives under the hidden /run.
+        let resolve = Path::new("/run/systemd/resolve");
+        if resolve.is_dir() {
+            push(&[os("--ro-bind"), resolve.as_os_str(), resolve.as_os_str()]);
         }
     }
     push(&[os("--dir"), os(SANDBOX_HOME)]);
     for path in &policy.read {
         push(&[os("--ro-bind"), path.as_os_str(), path.as_os_str()]);
     }
-    for file in &policy.hidden_files {
-        push(&[os("--ro-bind"), os("/dev/null"), file.as_os_str()]);
-    }
-    // The repository's git directory, read-only: git works in the worktree, and nothing can
-    // change hooks, config or refs.
-    let git = git_dirs(&spec.dir);
-    if let Some((_, common)) = &git {
-        push(&[os("--ro-bind"), common.as_os_str(), common.as_os_str()]);
+    if let Some(git) = &policy.git {
+        push(&[
+            os("--ro-bind"),
+            git.common.as_os_str(),
+            git.common.as_os_str(),
+        ]);
+        if let Some(config) = &git.config {
+            let target = git.common.join("config");
+            push(&[os("--ro-bind"), config.as_os_str(), target.as_os_str()]);
+        }
+        // pitcrew's state (plans, transcripts, other tasks' worktrees) is not the check's.
+        let state = git.common.join("pitcrew");
+        push(&[os("--tmpfs"), state.as_os_str()]);
     }
     push(&[os("--bind"), spec.dir.as_os_str(), spec.dir.as_os_str()]);
-    // The worktree's own admin directory (its HEAD and index), writable like the worktree.
-    if let Some((admin, _)) = &git {
-        push(&[os("--bind"), admin.as_os_str(), admin.as_os_str()]);
-    }
     for (outside, inside) in &policy.read_at {
         push(&[os("--ro-bind"), outside.as_os_str(), inside.as_os_str()]);
     }
     for path in &policy.write {
         push(&[os("--bind"), path.as_os_str(), path.as_os_str()]);
     }
+    for (path, is_dir) in &policy.secrets {
+        if *is_dir {
+            push(&[os("--tmpfs"), path.as_os_str()]);
+            push(&[os("--remount-ro"), path.as_os_str()]);
+        } else {
+            push(&[os("--ro-bind"), os("/dev/null"), path.as_os_str()]);
+        }
+    }
+    // What is hidden is read-only too: a write there fails, rather than landing in a copy that
+    // vanishes (the mounts bound into it keep their own modes).
+    for dir in &policy.hidden_dirs {
+        if !dir.starts_with("/tmp") {
+            push(&[os("--remount-ro"), dir.as_os_str()]);
+        }
+    }
+    if let Some(git) = &policy.git {
+        push(&[os("--remount-ro"), git.common.join("pitcrew").as_os_str()]);
+    }
     push(&[os("--chdir"), spec.dir.as_os_str()]);
     args
 }
 
-/// The directories a sandbox hides: every home directory, and the user's.
-fn hidden_dirs(home: Option<&Path>) -> Vec<PathBuf> {
-    let mut hidden: Vec<PathBuf> = ["/root", "/home"].iter().map(PathBuf::from).collect();
-    hidden.extend(home.map(Path::to_path_buf));
-    hidden.retain(|dir| dir.is_dir() && dir != Path::new("/"));
-    hidden.dedup();
-    hidden
+/// The home directories: every one, and the user's.
+fn home_dirs(home: Option<&Path>) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = ["/root", "/home"].iter().map(PathBuf::from).collect();
+    dirs.extend(home.map(Path::to_path_buf));
+    dirs.retain(|dir| dir.is_dir() && dir != Path::new("/"));
+    dirs
 }
 
-/// The worktree's admin directory and the repository's common git directory, read from the
-/// worktree's `.git` file.
-fn git_dirs(worktree: &Path) -> Option<(PathBuf, PathBuf)> {
-    let pointer = std::fs::read_to_string(worktree.join(".git")).ok()?;
-    let admin = PathBuf::from(pointer.strip_prefix("gitdir:")?.trim());
-    let common = std::fs::read_to_string(admin.join("commondir"))
-        .ok()
-        .map(|c| admin.join(c.trim()))
-        .unwrap_or_else(|| admin.join("../.."));
-    let common = common.canonicalize().ok()?;
-    Some((admin.canonicalize().ok()?, common))
+/// `paths` and their real paths (a home directory reached through a link is hidden at both).
+fn with_real_paths(paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mut all = Vec::new();
+    for path in paths {
+        if let Ok(real) = path.canonicalize()
+            && real != path
+        {
+            all.push(real);
+        }
+        all.push(path);
+    }
+    all.sort();
+    all.dedup();
+    all
 }
+
+/// What stays hidden under the home directory even where a toolchain directory or a `write`
+/// entry is bound over it: (relative path, is a directory).
+const HOME_SECRETS: [(&str, bool); 24] = [
+    (".ssh", true),
+    (".aws", true),
+    (".azure", true),
+    (".gnupg", true),
+    (".docker", true),
+    (".kube", true),
+    (".config/gh", true),
+    (".config/gcloud", true),
+    (".local/share/keyrings", true),
+    (".password-store", true),
+    (".netrc", false),
+    (".git-credentials", false),
+    (".npmrc", false),
+    (".pypirc", false),
+    (".vault-token", false),
+    (".cargo/credentials", false),
+    (".cargo/credentials.toml", false),
+    (".bash_history", false),
+    (".zsh_history", false),
+    (".bashrc", false),
+    (".zshrc", false),
+    (".profile", false),
+    (".bash_profile", false),
+    (".python_history", false),
+];
 
 /// Finds bubblewrap and proves it can make a sandbox here (user namespaces may be off). Done
 /// once per process.
@@ -313,12 +383,30 @@ pub fn bubblewrap() -> Result<Bubblewrap, String> {
     static FOUND: OnceLock<Result<Bubblewrap, String>> = OnceLock::new();
     FOUND
         .get_or_init(|| {
-            // `PITCREW_BWRAP` names the binary to use (one not on PATH, say); else PATH's.
+            // `PITCREW_BWRAP` names the binary to use; else the system's, or one on PATH in
+            // a directory no project could have put there (not relative, not under a home
+            // directory, /tmp or the current directory: a repository's fake `bwrap` that
+            // runs checks unconfined must not be found).
+            let untrusted: Vec<PathBuf> = home_dirs(home_dir().as_deref())
+                .into_iter()
+                .chain([PathBuf::from("/tmp"), PathBuf::from("/var/tmp")])
+                .chain(std::env::current_dir().ok())
+                .collect();
             let path = match std::env::var_os("PITCREW_BWRAP") {
                 Some(path) => Some(PathBuf::from(path)).filter(|p| p.is_file()),
-                None => std::env::var_os("PATH")
-                    .into_iter()
-                    .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+                None => ["/usr/bin", "/usr/local/bin", "/bin"]
+                    .iter()
+                    .map(PathBuf::from)
+                    .chain(
+                        std::env::var_os("PATH")
+                            .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter(|dir| {
+                                dir.is_absolute()
+                                    && !untrusted.iter().any(|bad| dir.starts_with(bad))
+                            }),
+                    )
                     .map(|dir| dir.join("bwrap"))
                     .find(|candidate| candidate.is_file()),
             }
@@ -413,6 +501,11 @@ impl Sandbox {
         &self.redactor
     }
 
+    /// A redactor for a stream of output (a check's), which catches secrets split across reads.
+    pub fn redacting_stream(&self) -> super::redact::RedactingStream {
+        super::redact::RedactingStream::new(self.redactor.clone())
+    }
+
     /// The default network setting of runs, from `[sandbox] network`.
     pub fn network(&self) -> bool {
         self.config.network
@@ -433,7 +526,26 @@ impl Sandbox {
             None => PathBuf::from(SANDBOX_HOME),
         };
         let env = self.environment(home.as_deref(), &scratch_home, spec);
-        let policy = self.policy(home.as_deref(), spec);
+        // The repository's configuration, without remotes and credentials, for git inside.
+        let git_config = match crate::git::worktree::task_dirs(&spec.dir) {
+            Some((_, common)) if confined => {
+                let text = std::fs::read_to_string(common.join("config")).unwrap_or_default();
+                let mut file = tempfile::NamedTempFile::new()
+                    .map_err(|e| format!("cannot prepare the sandbox: {e}"))?;
+                std::io::Write::write_all(&mut file, clean_git_config(&text).as_bytes())
+                    .map_err(|e| format!("cannot prepare the sandbox: {e}"))?;
+                Some(file)
+            }
+            _ => None,
+        };
+        let policy = self.policy(
+            home.as_deref(),
+            spec,
+            git_config.as_ref().map(|f| f.path().to_path_buf()),
+        );
+        // Code that ran in the worktree before may have repointed its `.git` file.
+        crate::git::worktree::repair_pointer(&spec.dir)
+            .map_err(|e| format!("cannot prepare the worktree: {e}"))?;
         let mut command = runner.command(spec, &policy, &env);
         command
             .stdin(if spec.stdin {
@@ -452,6 +564,7 @@ impl Sandbox {
             child,
             supervised,
             _scratch: scratch,
+            _git_config: git_config,
         })
     }
 
@@ -508,7 +621,9 @@ impl Sandbox {
         env
     }
 
-    fn policy(&self, home: Option<&Path>, spec: &RunSpec) -> Policy {
+    /// What a run of `spec` may see beyond its worktree. `git_config` is where a cleaned copy
+    /// of the repository's configuration was written, if one was.
+    fn policy(&self, home: Option<&Path>, spec: &RunSpec, git_config: Option<PathBuf>) -> Policy {
         let expand = |entry: &str| -> Option<PathBuf> {
             match entry.strip_prefix("~/") {
                 Some(rest) => Some(home?.join(rest)),
@@ -516,17 +631,34 @@ impl Sandbox {
                 None => Some(PathBuf::from(entry)),
             }
         };
+        let homes = home_dirs(home);
+        let mut hidden = homes.clone();
+        hidden.extend(self.user_workdir.iter().cloned());
+        hidden.push(PathBuf::from("/run"));
+        let hidden = with_real_paths(hidden);
+        let git = crate::git::worktree::task_dirs(&spec.dir).map(|(_, common)| GitMounts {
+            common,
+            config: git_config,
+        });
+        // What a binding must never bring back whole: a home directory, the user's working
+        // tree, the repository's git directory, or anything that holds one of them.
+        let mut precious: Vec<PathBuf> = hidden.clone();
+        precious.extend(git.iter().map(|g| g.common.clone()));
+        precious.push(PathBuf::from("/"));
+        let brings_back = |path: &Path| precious.iter().any(|p| p.starts_with(path));
         let mut policy = Policy {
-            home: home.map(Path::to_path_buf),
-            hidden_dirs: self.user_workdir.iter().cloned().collect(),
+            hidden_dirs: hidden.clone(),
+            git,
             ..Policy::default()
         };
+
         let mut toolchains: Vec<PathBuf> = Vec::new();
         if let Some(home) = home {
             toolchains.extend(TOOLCHAIN_DIRS.iter().map(|dir| home.join(dir)));
         }
-        // Toolchains named by their variables, and those on PATH inside a hidden directory
-        // (`/root/.cargo/bin` means `/root/.cargo`): a command the user runs runs here too.
+        // Toolchains named by their variables, and those on PATH inside a hidden directory: a
+        // known toolchain's root for its `bin` or `shims` (`/root/.cargo/bin` means
+        // `/root/.cargo`), the directory itself otherwise (`~/bin`, never all of `~`).
         toolchains.extend(
             TOOLCHAIN_VARIABLES
                 .iter()
@@ -538,54 +670,147 @@ impl Sandbox {
                 .iter()
                 .filter_map(|dir| toolchain_on_path(dir)),
         );
-        let hidden = hidden_dirs(home);
         for entry in std::env::var_os("PATH")
             .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
             .unwrap_or_default()
         {
-            if hidden.iter().any(|dir| entry.starts_with(dir)) {
-                let root = match entry.file_name().and_then(|n| n.to_str()) {
-                    Some("bin" | "shims") => entry.parent().map(Path::to_path_buf),
-                    _ => None,
-                };
-                toolchains.push(root.unwrap_or(entry));
+            if !hidden.iter().any(|dir| entry.starts_with(dir)) {
+                continue;
             }
+            let root = entry.parent().filter(|parent| {
+                matches!(
+                    entry.file_name().and_then(|n| n.to_str()),
+                    Some("bin" | "shims")
+                ) && parent
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|name| TOOLCHAIN_ROOTS.contains(&name))
+            });
+            toolchains.push(root.map(Path::to_path_buf).unwrap_or(entry));
         }
         for dir in toolchains {
-            if dir.is_absolute() && dir.is_dir() && !policy.read.contains(&dir) {
-                // A registry's credentials stay hidden even so.
-                policy.hidden_files.extend(
-                    TOOLCHAIN_SECRETS
-                        .iter()
-                        .filter_map(|file| file.strip_prefix(".cargo/"))
-                        .map(|file| dir.join(file))
-                        .filter(|file| file.is_file()),
-                );
-                policy.read.push(dir);
+            let Ok(real) = dir.canonicalize() else {
+                continue;
+            };
+            if real.is_dir()
+                && !brings_back(&dir)
+                && !brings_back(&real)
+                && !policy.read.contains(&real)
+            {
+                policy.read.push(real);
             }
         }
         for entry in &self.config.read {
             let Some(path) = expand(entry) else { continue };
             if path.is_absolute() {
-                if path.exists() {
-                    policy.read.push(path);
+                if let Ok(real) = path.canonicalize() {
+                    policy.read.push(real);
                 }
             } else if let Some(workdir) = &self.user_workdir {
                 // A path in the user's working tree (`node_modules`), seen at the same place
-                // in the task's worktree.
-                let outside = workdir.join(&path);
-                if outside.exists() {
-                    policy.read_at.push((outside, spec.dir.join(&path)));
+                // in the task's worktree; only if it really is in the working tree (a link in
+                // the repository may lead anywhere).
+                let inside = workdir
+                    .canonicalize()
+                    .ok()
+                    .zip(workdir.join(&path).canonicalize().ok())
+                    .filter(|(root, real)| real.starts_with(root) && real != root);
+                if let Some((_, real)) = inside {
+                    policy.read_at.push((real, spec.dir.join(&path)));
                 }
             }
         }
         for entry in &self.config.write {
-            if let Some(path) = expand(entry).filter(|p| p.is_absolute() && p.exists()) {
-                policy.write.push(path);
+            if let Some(real) = expand(entry)
+                .filter(|p| p.is_absolute())
+                .and_then(|p| p.canonicalize().ok())
+            {
+                policy.write.push(real);
+            }
+        }
+        // Whatever was bound above, the home directory's secrets stay out of sight.
+        let bound: Vec<&PathBuf> = policy
+            .read
+            .iter()
+            .chain(policy.write.iter())
+            .chain(policy.read_at.iter().map(|(_, inside)| inside))
+            .collect();
+        for home in &homes {
+            for (relative, is_dir) in HOME_SECRETS {
+                for secret in with_real_paths(vec![home.join(relative)]) {
+                    let exists = if is_dir {
+                        secret.is_dir()
+                    } else {
+                        secret.is_file()
+                    };
+                    if exists
+                        && bound.iter().any(|b| secret.starts_with(b))
+                        && !policy.secrets.iter().any(|(s, _)| *s == secret)
+                    {
+                        policy.secrets.push((secret, is_dir));
+                    }
+                }
+            }
+        }
+        for dir in policy.read.iter().chain(policy.write.iter()) {
+            for file in TOOLCHAIN_SECRETS {
+                let Some(name) = file.strip_prefix(".cargo/") else {
+                    continue;
+                };
+                let secret = dir.join(name);
+                if secret.is_file() && !policy.secrets.iter().any(|(s, _)| *s == secret) {
+                    policy.secrets.push((secret, false));
+                }
             }
         }
         policy
     }
+}
+
+/// A copy of the git configuration `text` with only what git needs to work in a worktree: its
+/// `[core]` (less what runs commands or talks to remotes) and `[extensions]`. Remotes, their
+/// URLs (which may hold a token), `http.*.extraheader`, credential helpers and includes go.
+pub fn clean_git_config(text: &str) -> String {
+    let mut kept = String::new();
+    let mut keep = false;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            let section = trimmed
+                .trim_start_matches('[')
+                .split([']', ' ', '"', '.'])
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            keep = (section == "core" || section == "extensions") && !trimmed.contains('"');
+            if keep {
+                kept.push_str(trimmed);
+                kept.push('\n');
+            }
+            continue;
+        }
+        let key = trimmed
+            .split(['=', ' ', '\t'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let runs_something = [
+            "sshcommand",
+            "askpass",
+            "fsmonitor",
+            "editor",
+            "pager",
+            "hookspath",
+            "gitproxy",
+        ]
+        .contains(&key.as_str());
+        if keep && !runs_something && !trimmed.is_empty() {
+            kept.push('\t');
+            kept.push_str(trimmed);
+            kept.push('\n');
+        }
+    }
+    kept
 }
 
 /// What `Sandbox::probe` proved about the sandbox, for `pitcrew doctor`.
@@ -752,7 +977,7 @@ mod tests {
     }
 
     #[test]
-    fn hidden_first_then_let_back_in() {
+    fn hidden_first_then_let_back_in_and_secrets_last() {
         let spec = RunSpec {
             script: "true".into(),
             dir: PathBuf::from("/nowhere/wt"),
@@ -761,12 +986,15 @@ mod tests {
             stdin: false,
         };
         let policy = Policy {
-            home: None,
-            read: vec![PathBuf::from("/opt/cache")],
+            hidden_dirs: vec![PathBuf::from("/home"), PathBuf::from("/run")],
+            read: vec![PathBuf::from("/home/u/.cargo")],
             read_at: Vec::new(),
-            write: vec![PathBuf::from("/opt/out")],
-            hidden_files: Vec::new(),
-            hidden_dirs: Vec::new(),
+            write: vec![PathBuf::from("/home/u/.cargo")],
+            git: Some(GitMounts {
+                common: PathBuf::from("/nowhere/.git"),
+                config: Some(PathBuf::from("/tmp/clean-config")),
+            }),
+            secrets: vec![(PathBuf::from("/home/u/.cargo/credentials.toml"), false)],
         };
         let args = strings(&bwrap_args(&spec, &policy));
         let at = |needle: &[&str]| {
@@ -775,11 +1003,23 @@ mod tests {
                 .unwrap_or_else(|| panic!("{needle:?} not in {args:?}"))
         };
         assert!(!args.contains(&"--share-net".to_owned()));
+        let root = at(&["--ro-bind", "/", "/"]);
         let tmp = at(&["--tmpfs", "/tmp"]);
-        assert!(at(&["--ro-bind", "/", "/"]) < tmp);
-        assert!(tmp < at(&["--ro-bind", "/opt/cache", "/opt/cache"]));
-        assert!(tmp < at(&["--bind", "/nowhere/wt", "/nowhere/wt"]));
-        assert!(at(&["--bind", "/opt/out", "/opt/out"]) > tmp);
+        let home = at(&["--tmpfs", "/home"]);
+        assert!(root < tmp && root < home && root < at(&["--tmpfs", "/run"]));
+        let toolchain = at(&["--ro-bind", "/home/u/.cargo", "/home/u/.cargo"]);
+        assert!(home < toolchain);
+        let git = at(&["--ro-bind", "/nowhere/.git", "/nowhere/.git"]);
+        assert!(git < at(&["--ro-bind", "/tmp/clean-config", "/nowhere/.git/config"]));
+        assert!(git < at(&["--tmpfs", "/nowhere/.git/pitcrew"]));
+        let worktree = at(&["--bind", "/nowhere/wt", "/nowhere/wt"]);
+        assert!(git < worktree);
+        let write = at(&["--bind", "/home/u/.cargo", "/home/u/.cargo"]);
+        let secret = at(&["--ro-bind", "/dev/null", "/home/u/.cargo/credentials.toml"]);
+        assert!(
+            secret > write && secret > toolchain,
+            "secrets are hidden last"
+        );
         assert_eq!(args.last().map(String::as_str), Some("/nowhere/wt"));
         let networked = strings(&bwrap_args(
             &RunSpec {
@@ -789,5 +1029,15 @@ mod tests {
             &policy,
         ));
         assert!(networked.contains(&"--share-net".to_owned()));
+    }
+
+    #[test]
+    fn the_git_configuration_keeps_no_remote_or_credential() {
+        let config = "[core]\n\trepositoryformatversion = 0\n\tbare = false\n\tsshCommand = evil\n\tfsmonitor = ./x\n[remote \"origin\"]\n\turl = https://user:ghp_token@github.com/a/b\n[http \"https://github.com/\"]\n\textraheader = AUTHORIZATION: basic c2VjcmV0\n[credential]\n\thelper = store\n[include]\n\tpath = ~/.gitconfig-work\n[extensions]\n\tworktreeConfig = true\n";
+        let clean = clean_git_config(config);
+        assert_eq!(
+            clean,
+            "[core]\n\trepositoryformatversion = 0\n\tbare = false\n[extensions]\n\tworktreeConfig = true\n"
+        );
     }
 }

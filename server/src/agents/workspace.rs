@@ -184,7 +184,7 @@ impl Workspace {
         if relative.as_os_str().is_empty() {
             return false;
         }
-        git2::Repository::open(&self.root)
+        crate::git::worktree::open_task(&self.root)
             .ok()
             .and_then(|repo| repo.is_path_ignored(relative).ok())
             .unwrap_or(false)

@@ -25,11 +25,12 @@ pub fn status(cwd: &Path, as_json: bool) -> i32 {
     };
     let plans = setup.store.plans();
     // What each plan keeps on disk (worktrees, and objects only its refs keep).
-    let footprints = setup
+    let mut footprints = setup
         .repo
         .open()
         .and_then(|repo| git::cleanup::footprints(&repo))
         .unwrap_or_default();
+    footprints.retain(|id, _| crate::team::is_plan_id(id));
     if as_json {
         let disk: serde_json::Map<String, serde_json::Value> = footprints
             .iter()
@@ -116,7 +117,9 @@ pub async fn clean(cwd: &Path, older_than_days: Option<f64>, dry_run: bool) -> i
         older_than: older_than_days.map(|days| Duration::from_secs_f64(days.max(0.0) * 86_400.0)),
         dry_run,
     };
-    housekeeping::expire_snapshots(&setup.repo, &setup.store).await;
+    if !dry_run {
+        housekeeping::expire_snapshots(&setup.repo, &setup.store).await;
+    }
     let report = match housekeeping::clean(&setup.repo, &setup.store, &options).await {
         Ok(report) => report,
         Err(err) => {

@@ -310,6 +310,7 @@ pub fn apply_to_workdir(
     }
     let transaction = Transaction {
         name: name.to_owned(),
+        head: current_head(repo),
         writes,
     };
     let record = transaction_path(repo, name);
@@ -326,14 +327,21 @@ pub fn apply_to_workdir(
         }
     }
     let finished = transaction.carry_out(repo, &workdir)?;
+    std::fs::remove_file(&record).context(|| format!("removing {}", record.display()))?;
     if !finished.is_clean() {
-        // Cannot happen: every file was checked just before. Say so rather than hide it.
+        // The user saved a file in the instant between the check above and its write.
+        let changed: Vec<&str> = finished.conflicts.iter().map(|c| c.path.as_str()).collect();
         return Err(GitError::Refused(format!(
-            "the apply stopped half-way: {:?}",
-            finished.conflicts
+            "you changed {} while the result was being written: every other file was written, \
+             and {} left as you have it; apply again to merge the rest",
+            changed.join(", "),
+            if changed.len() == 1 {
+                "it was"
+            } else {
+                "they were"
+            }
         )));
     }
-    std::fs::remove_file(&record).context(|| format!("removing {}", record.display()))?;
     Ok(report)
 }
 
@@ -379,45 +387,78 @@ pub fn head_moved(repo: &Repository, snapshot: Oid) -> Result<Option<String>> {
     )))
 }
 
-/// Applies cut short by a crash, finished now: each file still as it was before the apply gets
-/// its new content, a file already written is left, and a file the user changed since is left
-/// alone and reported. Returns each interrupted apply's name and what finishing it did.
-pub fn finish_interrupted(repo: &Repository) -> Result<Vec<(String, ApplyReport)>> {
-    let dir = transactions_dir(repo);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(Vec::new());
+/// The names of the applies a crash cut short (their records are still there).
+pub fn interrupted(repo: &Repository) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(transactions_dir(repo)) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter_map(|entry| {
+            entry
+                .file_name()
+                .to_str()?
+                .strip_suffix(".json")
+                .map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Finishes the apply `name` that a crash cut short: each file still as it was before the apply
+/// gets its new content, a file already written is left, and a file the user changed since is
+/// left alone and reported. If HEAD moved since (the user switched branches), nothing more is
+/// written. `None` when there was nothing to finish. The caller holds the plan's lock, so that
+/// no live apply of it is under way.
+pub fn finish_interrupted(repo: &Repository, name: &str) -> Result<Option<ApplyReport>> {
+    super::check_id(name)?;
+    let record = transaction_path(repo, name);
+    let Ok(bytes) = std::fs::read(&record) else {
+        return Ok(None);
     };
     let Some(workdir) = repo.workdir().map(Path::to_path_buf) else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
-    let mut finished = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().is_none_or(|ext| ext != "json") {
-            continue;
+    let Ok(transaction) = serde_json::from_slice::<Transaction>(&bytes) else {
+        // Cut short while it was being written: no file had changed yet.
+        let _ = std::fs::remove_file(&record);
+        return Ok(None);
+    };
+    let report = if transaction.head.is_some() && transaction.head != current_head(repo) {
+        let mut report = ApplyReport::default();
+        for write in &transaction.writes {
+            let _ = std::fs::remove_file(&write.temp);
+            report.conflicts.push(ApplyConflict {
+                path: write.path.clone(),
+                reason: "HEAD moved since the apply was cut short; not written".into(),
+                regions: Vec::new(),
+            });
         }
-        let transaction = match std::fs::read(&path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<Transaction>(&bytes).ok())
-        {
-            Some(transaction) => transaction,
-            None => {
-                // Cut short while it was being written: no file had changed yet.
-                let _ = std::fs::remove_file(&path);
-                continue;
-            }
-        };
-        let report = transaction.carry_out(repo, &workdir)?;
-        std::fs::remove_file(&path).context(|| format!("removing {}", path.display()))?;
-        finished.push((transaction.name, report));
-    }
-    Ok(finished)
+        report
+    } else {
+        transaction.carry_out(repo, &workdir)?
+    };
+    std::fs::remove_file(&record).context(|| format!("removing {}", record.display()))?;
+    Ok(Some(report))
+}
+
+/// HEAD's commit now, as a string.
+fn current_head(repo: &Repository) -> Option<String> {
+    repo.head()
+        .ok()
+        .and_then(|h| h.peel_to_commit().ok())
+        .map(|c| c.id().to_string())
 }
 
 /// An apply in progress, as recorded before its first write.
 #[derive(Debug, Serialize, serde::Deserialize)]
 struct Transaction {
     name: String,
+    /// HEAD when the apply began: finishing it after a branch switch would write onto
+    /// another branch's files.
+    #[serde(default)]
+    head: Option<String>,
     writes: Vec<StagedWrite>,
 }
 

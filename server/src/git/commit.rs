@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use git2::{IndexAddOption, Oid, Repository};
+use git2::{IndexAddOption, Oid};
 
 use super::{Context, Result, signature};
 
@@ -10,7 +10,9 @@ use super::{Context, Result, signature};
 /// ignores) on its branch, signed by pitcrew in `role`. Returns `None` when there is nothing to
 /// commit, so calling it twice never makes two commits.
 pub fn commit_all(path: &Path, message: &str, role: &str) -> Result<Option<Oid>> {
-    let repo = Repository::open(path).context(|| format!("opening {}", path.display()))?;
+    // The worktree's `.git` file is put back first: code that ran there may have pointed it
+    // at another repository.
+    let repo = super::worktree::open_task(path)?;
     let mut index = repo
         .index()
         .context(|| "reading the worktree's index".into())?;

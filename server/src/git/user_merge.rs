@@ -3,11 +3,11 @@
 //!
 //! Each side's changes are hunks: a run of lines of the snapshot (`base`) replaced by other
 //! lines, or an insertion between two lines. Two hunks of different sides conflict when they
-//! share a line of the base, or when both insert at the same boundary (with different text).
-//! A hunk that ends where the other side's insertion or hunk begins does not conflict: the
-//! order of their lines is unambiguous. So a line the user typed directly below (or above) lines
-//! the agents rewrote merges cleanly, where git's merge (which treats touching hunks as
-//! conflicting) would refuse. Branch merges inside the team keep git's behaviour
+//! share a line of the base, when both insert at the same boundary (with different text), or
+//! when both change lines and meet at a boundary. An insertion at the boundary of the other
+//! side's changed lines does not conflict: the order of the lines is unambiguous. So a line the
+//! user typed directly below (or above) lines the agents rewrote merges cleanly, where git's
+//! merge (which treats touching hunks as conflicting) would refuse. Branch merges inside the team keep git's behaviour
 //! (`merge::merge_text`).
 
 use similar::DiffOp;
@@ -44,6 +44,44 @@ pub fn merge_onto_user(base: &str, ours: &str, theirs: &str) -> TextMerge {
     if theirs == base {
         return TextMerge::Clean(ours.to_owned());
     }
+    // A last line without its newline is the same line with it: a line appended after it is
+    // an insertion, not a change of that line. The texts are merged with their final newlines
+    // made whole, and the result ends as the side that changed the ending has it.
+    let ends = |text: &str| text.is_empty() || text.ends_with('\n');
+    let whole = |text: &str| -> String {
+        if ends(text) {
+            text.to_owned()
+        } else {
+            format!("{text}\n")
+        }
+    };
+    let (ours_whole, theirs_whole) = (whole(ours), whole(theirs));
+    match merge_whole_lines(&whole(base), &ours_whole, &theirs_whole) {
+        TextMerge::Clean(mut merged) => {
+            // The merged text's last line is ours, theirs, or both: its ending is theirs.
+            let last = |text: &str| text.split_inclusive('\n').next_back().map(str::to_owned);
+            let (from_ours, from_theirs) = (
+                last(&ours_whole) == last(&merged),
+                last(&theirs_whole) == last(&merged),
+            );
+            let final_newline = match (from_ours, from_theirs) {
+                (true, false) => ends(ours),
+                (false, true) => ends(theirs),
+                (true, true) if ends(ours) != ends(base) => ends(ours),
+                (true, true) => ends(theirs),
+                (false, false) => true,
+            };
+            if !final_newline && merged.ends_with('\n') {
+                merged.pop();
+            }
+            TextMerge::Clean(merged)
+        }
+        conflicts => conflicts,
+    }
+}
+
+/// `merge_onto_user` on texts whose every line ends with a newline.
+fn merge_whole_lines(base: &str, ours: &str, theirs: &str) -> TextMerge {
     let base_lines = lines(base);
     let our_lines = lines(ours);
     let their_lines = lines(theirs);
@@ -162,11 +200,15 @@ impl Merged {
 }
 
 /// Whether a hunk conflicts with a cluster covering base lines `start..end`: they share a line,
-/// or both insert at the same boundary.
+/// both insert at the same boundary, or both change lines and meet at a boundary (the user
+/// renames `x` on one line, the agents rewrite the next one that uses it: git calls that a
+/// conflict, and so do we). Only an insertion next to changed lines merges.
 fn touches(start: usize, end: usize, hunk: &Hunk<'_>) -> bool {
     let shares_a_line = hunk.start < end && start < hunk.end;
     let same_insertion_point = start == end && hunk.is_insertion() && hunk.start == start;
-    shares_a_line || same_insertion_point
+    let adjacent_changes =
+        start < end && !hunk.is_insertion() && (hunk.start == end || hunk.end == start);
+    shares_a_line || same_insertion_point || adjacent_changes
 }
 
 /// Lines with their terminators (the last may have none).
@@ -299,6 +341,17 @@ mod tests {
         // At the boundary of the replaced lines, it is not.
         assert_eq!(clean(base, "1\nX\n3\n", "1\n2\nY\n3\n"), "1\nX\nY\n3\n");
         assert_eq!(conflicts(base, "1\n2\nY\n3\n", "1\nZ\nW\n").len(), 1);
+    }
+
+    #[test]
+    fn changes_on_neighbouring_lines_conflict() {
+        let base = "let x = 1;\nuse(x);\n";
+        assert_eq!(
+            conflicts(base, "let y = 1;\nuse(x);\n", "let x = 1;\nuse(x, 2);\n").len(),
+            1
+        );
+        // A deletion next to a change, too.
+        assert_eq!(conflicts("a\nb\nc\n", "a\nc\n", "a\nb\nC\n").len(), 1);
     }
 
     #[test]

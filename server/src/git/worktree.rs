@@ -499,9 +499,69 @@ fn branch_head(repo: &Repository, branch: &str) -> Result<Oid> {
         .context(|| format!("reading branch {branch}"))
 }
 
+/// The git directories of the task worktree at `path`, from pitcrew's own layout, never from
+/// the worktree's `.git` file (which code running in the worktree can rewrite): the worktree's
+/// admin directory and the repository's common git directory. `None` when `path` is not a
+/// task worktree.
+pub fn task_dirs(path: &Path) -> Option<(PathBuf, PathBuf)> {
+    let path = path.canonicalize().ok()?;
+    let name = path.file_name()?.to_str()?;
+    let worktrees = path.parent()?;
+    let state = worktrees.parent()?;
+    if worktrees.file_name()? != "worktrees" || state.file_name()? != "pitcrew" {
+        return None;
+    }
+    let common = state.parent()?.to_path_buf();
+    let admin = common
+        .join("worktrees")
+        .join(format!("{NAME_PREFIX}{name}"));
+    admin.is_dir().then_some((admin, common))
+}
+
+/// Opens the task worktree at `path`, after putting its `.git` file back to what pitcrew wrote:
+/// a check may have pointed it at another repository (the user's, say), and pitcrew commits and
+/// resets there. Any other path is opened as it is.
+pub fn open_task(path: &Path) -> Result<Repository> {
+    repair_pointer(path)?;
+    Repository::open(path).context(|| format!("opening {}", path.display()))
+}
+
+/// Restores the `.git` file of the task worktree at `path` to point at its admin directory.
+pub fn repair_pointer(path: &Path) -> Result<()> {
+    let Some((admin, _)) = task_dirs(path) else {
+        return Ok(());
+    };
+    let pointer = path.join(".git");
+    let expected = format!("gitdir: {}\n", admin.display());
+    let current = std::fs::symlink_metadata(&pointer)
+        .ok()
+        .filter(|meta| meta.is_file())
+        .and_then(|_| std::fs::read_to_string(&pointer).ok());
+    if current.as_deref() != Some(expected.as_str()) {
+        tracing::warn!(
+            "the .git file of {} was changed; putting it back",
+            path.display()
+        );
+        if std::fs::symlink_metadata(&pointer).is_ok_and(|m| m.is_dir()) {
+            std::fs::remove_dir_all(&pointer)
+        } else {
+            std::fs::remove_file(&pointer).or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+        }
+        .context(|| format!("removing {}", pointer.display()))?;
+        std::fs::write(&pointer, expected).context(|| format!("writing {}", pointer.display()))?;
+    }
+    Ok(())
+}
+
 /// The branch checked out in the worktree at `path`, without `refs/heads/`.
 fn checked_out_branch(path: &Path) -> Option<String> {
-    let repo = Repository::open(path).ok()?;
+    let repo = open_task(path).ok()?;
     let head = repo.find_reference("HEAD").ok()?;
     let target = head.symbolic_target().ok()??;
     target.strip_prefix("refs/heads/").map(str::to_owned)
@@ -517,7 +577,7 @@ fn same_path(a: &Path, b: &Path) -> bool {
 /// Discards what is not committed in the worktree at `path`: changes are reset to HEAD and
 /// untracked files removed (ignored ones, like build output, stay).
 pub fn reset_clean(path: &Path) -> Result<()> {
-    let worktree = Repository::open(path).context(|| format!("opening {}", path.display()))?;
+    let worktree = open_task(path)?;
     let head = worktree
         .head()
         .and_then(|h| h.peel_to_commit())

@@ -41,6 +41,20 @@ pub struct FrameReader<R> {
     input: R,
     buffer: Vec<u8>,
     eof: bool,
+    /// While a body is awaited: how many of its bytes were already looked at for a frame
+    /// beginning inside it.
+    scanned: usize,
+    /// A frame read ahead while malformed ones were being gathered into one answer.
+    pending: Option<Frame>,
+}
+
+/// What the buffer holds, without reading more.
+enum Step {
+    Frame(Frame),
+    /// More input is needed; at its end, this is what the buffer held.
+    More {
+        at_end: Option<String>,
+    },
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -49,6 +63,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             input,
             buffer: Vec::with_capacity(8 * 1024),
             eof: false,
+            scanned: 0,
+            pending: None,
         }
     }
 
@@ -69,81 +85,90 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// The next frame, or `None` at a clean end of input.
     pub async fn next_frame(&mut self) -> std::io::Result<Option<Frame>> {
+        if let Some(frame) = self.pending.take() {
+            return Ok(Some(frame));
+        }
         loop {
-            // Skip blank lines between frames; some clients send a trailing newline.
-            let leading = self
-                .buffer
-                .iter()
-                .take_while(|b| matches!(b, b'\r' | b'\n'))
-                .count();
-            self.buffer.drain(..leading);
-
-            if let Some(end) = find(&self.buffer, b"\r\n\r\n") {
-                let body_start = end + 4;
-                return match parse_content_length(&self.buffer[..end]) {
-                    Ok(len) if len > MAX_BODY_BYTES => {
-                        self.resync(1);
-                        Ok(Some(Frame::Malformed(format!(
-                            "message of {len} bytes is larger than the limit of {MAX_BODY_BYTES}"
-                        ))))
+            match self.step() {
+                Step::Frame(frame) => return Ok(Some(frame)),
+                Step::More { at_end } => {
+                    if !self.fill().await? {
+                        self.buffer.clear();
+                        self.scanned = 0;
+                        return Ok(at_end.map(Frame::Malformed));
                     }
-                    Ok(len) => {
-                        // Bytes of the body already looked at for a frame beginning inside it.
-                        let mut scanned: usize = 0;
-                        while self.buffer.len() < body_start + len {
-                            // A frame that begins before this one's length is reached means the
-                            // length was wrong (a body of JSON never holds a raw `Content-Length:
-                            // N\r\n`): this one ends there, and that one is read next, instead of
-                            // waiting for bytes that may never come.
-                            let body = &self.buffer[body_start..];
-                            let from = scanned.saturating_sub(HEADER_LINE_MAX);
-                            if let Some(at) = embedded_header(&body[from..]) {
-                                let got = from + at;
-                                self.buffer.drain(..body_start + got);
-                                return Ok(Some(Frame::Malformed(format!(
-                                    "a message began after {got} bytes of one whose Content-Length is {len}"
-                                ))));
-                            }
-                            scanned = body.len();
-                            if !self.fill().await? {
-                                let got = self.buffer.len() - body_start;
-                                self.buffer.clear();
-                                return Ok(Some(Frame::Malformed(format!(
-                                    "input ended inside a message: expected {len} bytes, got {got}"
-                                ))));
-                            }
-                        }
-                        let body = self.buffer[body_start..body_start + len].to_vec();
-                        self.buffer.drain(..body_start + len);
-                        Ok(Some(Frame::Body(body)))
-                    }
-                    Err(reason) => {
-                        self.resync(1);
-                        Ok(Some(Frame::Malformed(reason)))
-                    }
-                };
+                }
             }
+        }
+    }
+
+    /// The next frame the buffer holds, reading nothing.
+    fn step(&mut self) -> Step {
+        // Skip blank lines between frames; some clients send a trailing newline.
+        let leading = self
+            .buffer
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count();
+        self.buffer.drain(..leading);
+        let Some(end) = memchr::memmem::find(&self.buffer, b"\r\n\r\n") else {
             if self.buffer.len() > MAX_HEADER_BYTES {
                 self.resync(1);
-                return Ok(Some(Frame::Malformed(
+                return Step::Frame(Frame::Malformed(
                     "header block too long, or not an LSP header".into(),
+                ));
+            }
+            return Step::More {
+                at_end: (!self.buffer.is_empty())
+                    .then(|| "input ended inside a message header".to_owned()),
+            };
+        };
+        let body_start = end + 4;
+        let len = match parse_content_length(&self.buffer[..end]) {
+            Ok(len) if len > MAX_BODY_BYTES => {
+                self.resync(1);
+                return Step::Frame(Frame::Malformed(format!(
+                    "message of {len} bytes is larger than the limit of {MAX_BODY_BYTES}"
                 )));
             }
-            if !self.fill().await? {
-                if self.buffer.is_empty() {
-                    return Ok(None);
-                }
-                self.buffer.clear();
-                return Ok(Some(Frame::Malformed(
-                    "input ended inside a message header".into(),
-                )));
+            Ok(len) => len,
+            Err(reason) => {
+                self.resync(1);
+                return Step::Frame(Frame::Malformed(reason));
             }
+        };
+        if self.buffer.len() >= body_start + len {
+            let body = self.buffer[body_start..body_start + len].to_vec();
+            self.buffer.drain(..body_start + len);
+            self.scanned = 0;
+            return Step::Frame(Frame::Body(body));
+        }
+        // A frame that begins before this one's length is reached means the length was wrong
+        // (a body of JSON never holds a raw `Content-Length: N\r\n`): this one ends there, and
+        // that one is read next, instead of waiting for bytes that may never come.
+        let body = &self.buffer[body_start..];
+        let from = self.scanned.saturating_sub(HEADER_LINE_MAX);
+        if let Some(at) = embedded_header(&body[from..]) {
+            let got = from + at;
+            self.buffer.drain(..body_start + got);
+            self.scanned = 0;
+            return Step::Frame(Frame::Malformed(format!(
+                "a message began after {got} bytes of one whose Content-Length is {len}"
+            )));
+        }
+        self.scanned = body.len();
+        Step::More {
+            at_end: Some(format!(
+                "input ended inside a message: expected {len} bytes, got {}",
+                body.len()
+            )),
         }
     }
 
     /// The next message from the client: a valid JSON-RPC message to pass on, or the error to
     /// answer instead (a malformed frame, a body that is not JSON or not JSON-RPC). `None` at
-    /// a clean end of input.
+    /// a clean end of input. A run of malformed frames already received gets one answer, not
+    /// one each, so garbage cannot flood the client.
     pub async fn next_message(&mut self) -> std::io::Result<Option<Incoming>> {
         let Some(frame) = self.next_frame().await? else {
             return Ok(None);
@@ -151,6 +176,22 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let body = match frame {
             Frame::Body(body) => body,
             Frame::Malformed(reason) => {
+                let mut more = 0;
+                loop {
+                    match self.step() {
+                        Step::Frame(Frame::Malformed(_)) => more += 1,
+                        Step::Frame(body) => {
+                            self.pending = Some(body);
+                            break;
+                        }
+                        Step::More { .. } => break,
+                    }
+                }
+                let reason = if more == 0 {
+                    reason
+                } else {
+                    format!("{reason} (and {more} more malformed frames after it)")
+                };
                 return Ok(Some(Incoming::Invalid(error_response(
                     Value::Null,
                     -32700,
@@ -248,16 +289,14 @@ fn embedded_header(bytes: &[u8]) -> Option<usize> {
     })
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
-}
-
+/// The first `needle` (ASCII, lower case) in `haystack`, in any case.
 fn find_ignore_case(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window.eq_ignore_ascii_case(needle))
+    let first = needle.first()?;
+    memchr::memchr2_iter(*first, first.to_ascii_uppercase(), haystack).find(|&at| {
+        haystack
+            .get(at..at + needle.len())
+            .is_some_and(|window| window.eq_ignore_ascii_case(needle))
+    })
 }
 
 /// Encodes one frame.
@@ -494,6 +533,17 @@ mod tests {
                 String::from_utf8_lossy(garbage)
             );
         }
+    }
+
+    /// A flood of garbage gets a handful of answers, not one per piece.
+    #[tokio::test]
+    async fn a_flood_of_garbage_gets_few_answers() {
+        let mut input = b"Content-Length:".repeat(5_000);
+        input.extend(b"Content-Length: x\r\n\r\n".repeat(2_000));
+        input.extend(encode_frame(&request(1)));
+        let messages = messages_of(&input).await;
+        assert_eq!(forwarded(&messages), [request(1)]);
+        assert!(messages.len() < 20, "{} answers", messages.len());
     }
 
     /// A length over the limit is an error answered at once, while the client keeps the

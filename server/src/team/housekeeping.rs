@@ -12,21 +12,35 @@ use crate::config::Role;
 use crate::git::cleanup::Footprint;
 use crate::git::{self, GitRepo};
 
-/// Finishes the applies a crash cut short (see `git::apply::finish_interrupted`), marks their
-/// plans applied when every file landed, and journals it. Returns a line for the user per apply.
+/// Finishes the applies a crash cut short (see `git::apply::finish_interrupted`), each under its
+/// plan's lock (a plan another process holds is being applied by it now), marks their plans
+/// applied when every file landed, and journals it. Returns a line for the user per apply.
 pub async fn finish_interrupted_applies(repo: &GitRepo, store: &Store) -> Vec<String> {
-    let finished = match repo.run(git::apply::finish_interrupted).await {
-        Ok(finished) => finished,
-        Err(err) => {
-            return vec![format!(
-                "an apply cut short by a crash could not be finished: {err}"
-            )];
-        }
+    let names = match repo.run(|r| Ok(git::apply::interrupted(r))).await {
+        Ok(names) => names,
+        Err(_) => return Vec::new(),
     };
     let mut said = Vec::new();
-    for (plan_id, report) in finished {
+    for plan_id in names {
+        let Ok(Some(lock)) = store.lock_plan(&plan_id) else {
+            continue;
+        };
+        let id = plan_id.clone();
+        let finished = repo
+            .run(move |r| git::apply::finish_interrupted(r, &id))
+            .await;
+        let report = match finished {
+            Ok(Some(report)) => report,
+            Ok(None) => continue,
+            Err(err) => {
+                said.push(format!(
+                    "the apply of plan {plan_id}, cut short by a crash, could not be finished: {err}"
+                ));
+                continue;
+            }
+        };
         let reason = format!(
-            "finished after an interruption: {} written, {} deleted, {} already done, {} changed by you since",
+            "finished after an interruption: {} written, {} deleted, {} already done, {} left as you have them",
             report.written.len(),
             report.deleted.len(),
             report.unchanged.len(),
@@ -42,6 +56,7 @@ pub async fn finish_interrupted_applies(repo: &GitRepo, store: &Store) -> Vec<St
                 tracing::error!("cannot save plan {plan_id} as applied: {err}");
             }
         }
+        drop(lock);
         store.journal(
             &JournalEntry::new(&plan_id, "applied")
                 .role(Role::Integrator)
@@ -50,8 +65,8 @@ pub async fn finish_interrupted_applies(repo: &GitRepo, store: &Store) -> Vec<St
         let mut line = format!("The apply of plan {plan_id} was cut short; it is {reason}.");
         for conflict in &report.conflicts {
             line.push_str(&format!(
-                "\n  {} was left as you have it; `pitcrew apply {plan_id}` merges the rest",
-                conflict.path
+                "\n  {} was left as you have it ({}); `pitcrew apply {plan_id}` merges the rest",
+                conflict.path, conflict.reason
             ));
         }
         said.push(line);
@@ -117,7 +132,8 @@ pub async fn clean(
     let old_enough = |age: Duration| options.older_than.is_none_or(|limit| age >= limit);
     let mut report = CleanReport::default();
     for (id, footprint) in footprints {
-        if footprint.is_empty() {
+        // Only what pitcrew made: a branch `pitcrew/experiment` of the user's is not a plan.
+        if footprint.is_empty() || !crate::team::is_plan_id(&id) {
             continue;
         }
         let keep = |report: &mut CleanReport, reason: String| {
@@ -139,6 +155,12 @@ pub async fn clean(
                 }
                 Some(plan.status)
             }
+            // A plan file that exists but cannot be read (written by a newer pitcrew, say) is
+            // still a plan: only state with no plan file at all is an orphan.
+            None if store.has_plan_file(&id) => {
+                keep(&mut report, "its plan file cannot be read".into());
+                continue;
+            }
             None => {
                 let age = git::cleanup::age_of(footprint.newest_commit);
                 if age < ORPHAN_GRACE || !old_enough(age) {
@@ -156,8 +178,12 @@ pub async fn clean(
                 continue;
             }
         };
-        if !options.dry_run {
-            reclaim_locked(repo, store, &id).await?;
+        if !options.dry_run
+            && let Err(err) = reclaim_locked(repo, store, &id).await
+        {
+            drop(lock);
+            keep(&mut report, err);
+            continue;
         }
         drop(lock);
         report.reclaimed.push(Reclaimed {
@@ -231,13 +257,14 @@ pub async fn expire_snapshots(repo: &GitRepo, store: &Store) {
         .collect();
     let expired: Vec<String> = snapshots
         .into_iter()
+        .filter(|(id, _)| crate::team::is_plan_id(id))
         .filter(|(id, time)| match plans.get(id) {
             Some(plan) => {
                 plan.status.is_finished()
                     && crate::team::parse_time(&plan.updated_at)
                         .is_some_and(|t| git::cleanup::age_of(t) > SNAPSHOT_RETENTION)
             }
-            None => git::cleanup::age_of(*time) > ORPHAN_GRACE,
+            None => !store.has_plan_file(id) && git::cleanup::age_of(*time) > ORPHAN_GRACE,
         })
         .map(|(id, _)| id)
         .collect();

@@ -79,6 +79,17 @@ pub fn parse_time(text: &str) -> Option<i64> {
     Some(days * 86_400 + hour * 3_600 + minute * 60 + second)
 }
 
+/// Whether `id` has the shape `new_plan_id` gives (`p` and base-36 digits): pitcrew's own, not
+/// a branch a user happened to name `pitcrew/...`.
+pub fn is_plan_id(id: &str) -> bool {
+    id.len() >= 8
+        && id.len() <= 20
+        && id.starts_with('p')
+        && id[1..]
+            .chars()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
+}
+
 /// A new plan id: short, sortable by time, and safe in branch names (`p0rk3xq2a`).
 pub fn new_plan_id() -> String {
     let millis = SystemTime::now()
@@ -122,6 +133,8 @@ mod tests {
         let a = new_plan_id();
         let b = new_plan_id();
         assert!(crate::git::check_id(&a).is_ok());
+        assert!(is_plan_id(&a), "{a}");
+        assert!(!is_plan_id("experiment") && !is_plan_id("fix#1") && !is_plan_id("pA"));
         assert!(a.starts_with('p') && a.len() >= 8, "{a}");
         assert!(a != b || a.len() > 8);
     }

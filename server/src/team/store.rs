@@ -147,6 +147,11 @@ impl Store {
         write_atomically(&self.plan_markdown_path(), markdown.as_bytes())
     }
 
+    /// Whether plan `id` has a file, readable or not.
+    pub fn has_plan_file(&self, id: &str) -> bool {
+        self.plan_path(id).exists()
+    }
+
     pub fn load_plan(&self, id: &str) -> std::io::Result<Plan> {
         let bytes = std::fs::read(self.plan_path(id))?;
         serde_json::from_slice(&bytes).map_err(|err| {

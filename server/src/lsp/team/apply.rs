@@ -224,6 +224,30 @@ async fn apply(
     team: &Arc<Team>,
     target: &Target,
 ) -> Result<String, String> {
+    // A result made for another branch is still merged onto what the user has; they are told
+    // before the editor shows it, so they look at it with that in mind.
+    let base = target.base.clone();
+    let moved = team
+        .repo
+        .run_concurrently(move |repo| {
+            let base = git2::Oid::from_str(&base)
+                .map_err(|e| crate::git::GitError::Refused(e.message().to_owned()))?;
+            crate::git::apply::head_moved(repo, base)
+        })
+        .await
+        .ok()
+        .flatten();
+    if let Some(moved) = moved {
+        client
+            .show_message(
+                MessageType::WARNING,
+                format!(
+                    "{}: {moved}. It is merged onto what you have now; look at it before you keep it.",
+                    target.label
+                ),
+            )
+            .await;
+    }
     for attempt in 1..=MAX_ATTEMPTS {
         // Read on every attempt: files that are not open are edited against what is on disk
         // now, which may have changed while the editor was asked.
