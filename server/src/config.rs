@@ -120,6 +120,7 @@ struct ModelLayer {
     api_key_env: Option<String>,
     max_concurrent: Option<u32>,
     max_tokens: Option<u32>,
+    context_window: Option<u32>,
     stream: Option<bool>,
     max_retries: Option<u32>,
     retry_base_delay_s: Option<f64>,
@@ -200,6 +201,14 @@ struct SandboxLayer {
 pub struct Price {
     pub input_per_mtok: f64,
     pub output_per_mtok: f64,
+    /// Prompt tokens read from the cache; by default the provider's usual fraction of the input
+    /// price (a tenth for Anthropic, half for OpenAI-compatible servers).
+    #[serde(default)]
+    pub cache_read_per_mtok: Option<f64>,
+    /// Prompt tokens written to the cache; by default 1.25 times the input price for Anthropic
+    /// (its five-minute cache), the input price elsewhere.
+    #[serde(default)]
+    pub cache_write_per_mtok: Option<f64>,
 }
 
 /// One configured model.
@@ -216,6 +225,9 @@ pub struct ModelConfig {
     /// At most this many requests in flight to this model's endpoint.
     pub max_concurrent: u32,
     pub max_tokens: u32,
+    /// How many tokens a request may hold, prompt and answer together: configured, or the
+    /// model family's known window (`context_window_of`).
+    pub context_window: u32,
     pub stream: bool,
     /// Retries after the first attempt, for failures that may pass.
     pub max_retries: u32,
@@ -228,6 +240,40 @@ pub struct ModelConfig {
     pub idle_timeout_s: f64,
     pub request_timeout_s: f64,
     pub price: Option<Price>,
+}
+
+/// The context window of a model family, by its name, in tokens; 32,768 for a model this
+/// does not know (a local model served with a smaller context should set `context_window`).
+pub fn context_window_of(model: &str) -> u32 {
+    let name = model.to_ascii_lowercase();
+    let name = name.rsplit('/').next().unwrap_or(&name);
+    let known: [(&str, u32); 21] = [
+        ("claude", 200_000),
+        ("gpt-4.1", 1_047_576),
+        ("gpt-5", 400_000),
+        ("gpt-4o", 128_000),
+        ("gpt-4-turbo", 128_000),
+        ("o1", 200_000),
+        ("o3", 200_000),
+        ("o4", 200_000),
+        ("gemini", 1_048_576),
+        ("deepseek", 128_000),
+        ("qwen3", 131_072),
+        ("qwen2.5", 32_768),
+        ("llama-3", 131_072),
+        ("llama3", 131_072),
+        ("mistral-large", 131_072),
+        ("codestral", 262_144),
+        ("mistral", 32_768),
+        ("gemma", 131_072),
+        ("phi", 16_384),
+        ("smollm", 8_192),
+        ("gpt-3.5", 16_385),
+    ];
+    known
+        .iter()
+        .find(|(prefix, _)| name.starts_with(prefix))
+        .map_or(32_768, |(_, window)| *window)
 }
 
 /// Limits for the team.
@@ -911,6 +957,10 @@ fn resolve(layer: &ConfigLayer, layers: &[(String, Value)]) -> Result<Config, Ve
             api_key_env,
             max_concurrent: model.max_concurrent.unwrap_or(8).max(1),
             max_tokens: model.max_tokens.unwrap_or(4096).max(1),
+            context_window: model
+                .context_window
+                .unwrap_or_else(|| context_window_of(&model.model.clone().unwrap_or_default()))
+                .max(1024),
             stream: model.stream.unwrap_or(true),
             max_retries: model.max_retries.unwrap_or(4).min(100),
             retry_base_delay_s: positive(

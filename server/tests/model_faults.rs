@@ -29,6 +29,7 @@ fn config(provider: Provider, fake: &FakeModel, stream: bool) -> ModelConfig {
         api_key_env: None,
         max_concurrent: 8,
         max_tokens: 256,
+        context_window: 32_768,
         stream,
         max_retries: 3,
         retry_base_delay_s: 0.01,
@@ -777,6 +778,8 @@ async fn cost_is_computed_from_the_price_table() {
         c.price = Some(pitcrew::config::Price {
             input_per_mtok: 3.0,
             output_per_mtok: 15.0,
+            cache_read_per_mtok: None,
+            cache_write_per_mtok: None,
         });
     })
     .await;

@@ -389,11 +389,12 @@ fn a_failing_test_on_the_integrated_result_becomes_a_fix_task_that_passes() {
     assert_eq!(plan["integration_test"]["passed"], true);
     // The debugger saw the failing output and the fix task carries its precise diagnosis.
     let debugger = scenario.fake.requests_of("debugger", Some("integration"));
-    assert!(
-        debugger[0]["body"]
-            .to_string()
-            .contains("a.txt must mention b")
-    );
+    let asked = debugger[0]["body"].to_string();
+    assert!(asked.contains("a.txt must mention b"));
+    // ...and the plan: its goal, its tasks and what they handed off.
+    for expected in ["Goal: Write a and b", "a: Write a.txt", "b: Write b.txt"] {
+        assert!(asked.contains(expected), "missing {expected:?} in {asked}");
+    }
     let fix = scenario
         .fake
         .requests_of("implementer", Some(fixes[0]["id"].as_str().unwrap()));
@@ -698,6 +699,38 @@ fn every_escape_attempt_is_refused_and_reported_to_the_model() {
         .count();
     assert_eq!(refused, 6);
     assert_eq!(scenario.repo.read("sly.txt"), "ok\n");
+}
+
+#[test]
+fn the_reviewer_reviews_against_the_plan() {
+    let scenario = TeamScenario::new(
+        &[("check.sh", CHECK)],
+        vec![
+            plan(json!([
+                spec("a", "Write a.txt", &[]),
+                spec("b", "Write b.txt from a", &["a"]),
+            ])),
+            write("a", "a.txt", "alpha\n"),
+            finish("a", "added a.txt with the word alpha"),
+            approve("a"),
+            write("b", "b.txt", "alpha too\n"),
+            finish("b", "added b.txt"),
+            approve("b"),
+        ],
+        "",
+        "test = \"sh check.sh\"",
+    );
+    let outcome = scenario.run("Write a and b, consistently", &[]);
+    assert_eq!(outcome.code, Some(0), "{}", outcome.all());
+    let review = scenario.fake.requests_of("reviewer", Some("b"))[0]["body"].to_string();
+    for expected in [
+        "Goal: Write a and b, consistently",
+        "a: Write a.txt",
+        "b: Write b.txt from a (this one)",
+        "added a.txt with the word alpha",
+    ] {
+        assert!(review.contains(expected), "missing {expected:?} in {review}");
+    }
 }
 
 #[test]

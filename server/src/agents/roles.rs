@@ -85,6 +85,29 @@ pub async fn plan(
     }
 }
 
+/// What a reviewer or debugger is told of the plan a task belongs to, so that it can judge the
+/// work against the plan and not only against the task: the goal, every task, and the handoffs
+/// of the tasks this one builds on (or, for the integrated result, of all of them).
+pub fn plan_brief(goal: &str, tasks: &[(&str, &str)], this: &str, handoffs: &[Handoff<'_>]) -> String {
+    let mut brief = format!("\nThe plan this is part of.\nGoal: {goal}\nTasks:\n");
+    for (id, title) in tasks {
+        brief.push_str(&format!(
+            "- {id}: {title}{}\n",
+            if *id == this { " (this one)" } else { "" }
+        ));
+    }
+    if !handoffs.is_empty() {
+        brief.push_str("What the tasks it builds on handed off:\n");
+        for handoff in handoffs {
+            brief.push_str(&format!(
+                "- {} ({}): {}\n",
+                handoff.id, handoff.title, handoff.summary
+            ));
+        }
+    }
+    brief
+}
+
 /// A finished task that another builds on.
 pub struct Handoff<'a> {
     pub id: &'a str,
@@ -155,21 +178,27 @@ pub async fn implement(
 }
 
 /// Runs the reviewer on a task's result.
+#[allow(clippy::too_many_arguments)]
 pub async fn review(
     context: &AgentContext,
     tools: &mut RoleTools,
     task: &Task,
+    plan: &str,
     diff: &str,
     checks: &[CheckRun],
     diagnosis: Option<&str>,
     conventions: &str,
 ) -> Result<(Verdict, Vec<ReviewFinding>), AgentError> {
     let mut user = format!(
-        "Task id: {}\nTitle: {}\n\nInstructions the implementer had:\n{}\n\nThe implementer's handoff:\n{}\n",
+        "Task id: {}\nTitle: {}\n\nInstructions the implementer had:\n{}\n\nThe implementer's handoff:\n{}\n{plan}",
         task.id,
         task.title,
         task.instructions,
         task.handoff.as_deref().unwrap_or("(none)")
+    );
+    user.push_str(
+        "\nCheck the work against the task and against the plan: it should fit what the tasks \
+         it builds on handed off, and leave the others what they need.\n",
     );
     if checks.is_empty() {
         user.push_str("\nThe repository configures no checks.\n");
@@ -264,12 +293,13 @@ pub async fn diagnose(
     context: &AgentContext,
     tools: &mut RoleTools,
     subject: &str,
+    plan: &str,
     failing: &CheckRun,
     diff: &str,
     conventions: &str,
 ) -> Result<(String, Vec<FixTask>), AgentError> {
     let user = format!(
-        "Task id: {}\nWhat was being done: {subject}\n\nThe check `{}` failed (exit code {}):\n```\n{}\n```\n\nThe change:\n```diff\n{}\n```\n",
+        "Task id: {}\nWhat was being done: {subject}\n{plan}\nThe check `{}` failed (exit code {}):\n```\n{}\n```\n\nThe change:\n```diff\n{}\n```\n",
         context.task,
         failing.result.name,
         failing

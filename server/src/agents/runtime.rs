@@ -158,7 +158,12 @@ pub async fn run(
         entry.model = Some(completion.model.clone());
         entry.input_tokens = Some(completion.usage.input_tokens);
         entry.output_tokens = Some(completion.usage.output_tokens);
+        let usage = &completion.usage;
+        entry.cache_read_tokens = (usage.cache_read_tokens > 0).then_some(usage.cache_read_tokens);
+        entry.cache_write_tokens =
+            (usage.cache_write_tokens > 0).then_some(usage.cache_write_tokens);
         entry.cost_usd = completion.usage.cost_usd;
+        entry.saved_usd = completion.usage.saved_usd.filter(|s| *s != 0.0);
         entry.duration_ms = Some(completion.duration.as_millis() as u64);
         if completion.usage.estimated {
             entry.reason = Some("tokens estimated: the provider reported none".into());

@@ -216,9 +216,15 @@ pub fn log(cwd: &Path, as_json: bool, plan: Option<&str>) -> i32 {
         }
         if let (Some(input), Some(output)) = (entry.input_tokens, entry.output_tokens) {
             line.push_str(&format!(" {input}+{output} tok"));
+            if let Some(cached) = entry.cache_read_tokens {
+                line.push_str(&format!(" ({cached} cached)"));
+            }
         }
         if let Some(cost) = entry.cost_usd {
             line.push_str(&format!(" ${cost:.4}"));
+            if let Some(saved) = entry.saved_usd.filter(|s| *s > 0.0) {
+                line.push_str(&format!(" (${saved:.4} saved)"));
+            }
         }
         if let Some(ms) = entry.duration_ms {
             line.push_str(&format!(" {ms} ms"));

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::error::Failure;
-use super::types::{ChatRequest, Message, Parsed, ToolCall};
+use super::types::{ChatRequest, Message, Parsed, Reported, ToolCall};
 use crate::config::ModelConfig;
 
 /// The API version pitcrew speaks.
@@ -144,10 +144,42 @@ pub fn parse(body: &Value) -> Result<Parsed, Failure> {
         }
     }
     parsed.stop = body["stop_reason"].as_str().map(str::to_owned);
-    parsed.usage = body["usage"]["input_tokens"]
-        .as_u64()
-        .map(|input| (input, body["usage"]["output_tokens"].as_u64().unwrap_or(0)));
+    let mut tokens = Tokens::default();
+    tokens.read(&body["usage"]);
+    parsed.usage = tokens.reported();
+    parsed.model = body["model"].as_str().map(str::to_owned);
     Ok(parsed)
+}
+
+/// Usage as the events report it: `input_tokens` excludes what was read from or written to the
+/// cache, which come apart; later events may update any of them.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tokens {
+    input: Option<u64>,
+    output: Option<u64>,
+    cache_read: Option<u64>,
+    cache_write: Option<u64>,
+}
+
+impl Tokens {
+    fn read(&mut self, usage: &Value) {
+        let field = |key: &str| usage.get(key).and_then(Value::as_u64);
+        self.input = field("input_tokens").or(self.input);
+        self.output = field("output_tokens").or(self.output);
+        self.cache_read = field("cache_read_input_tokens").or(self.cache_read);
+        self.cache_write = field("cache_creation_input_tokens").or(self.cache_write);
+    }
+
+    fn reported(&self) -> Option<Reported> {
+        let cache_read = self.cache_read.unwrap_or(0);
+        let cache_write = self.cache_write.unwrap_or(0);
+        Some(Reported {
+            input: self.input? + cache_read + cache_write,
+            output: self.output.unwrap_or(0),
+            cache_read,
+            cache_write,
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -169,8 +201,8 @@ enum Block {
 pub struct StreamState {
     blocks: BTreeMap<u64, Block>,
     stop: Option<String>,
-    input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
+    tokens: Tokens,
+    model: Option<String>,
     done: bool,
 }
 
@@ -188,9 +220,8 @@ impl StreamState {
         let index = payload["index"].as_u64().unwrap_or(0);
         match kind {
             "message_start" => {
-                let usage = &payload["message"]["usage"];
-                self.input_tokens = usage["input_tokens"].as_u64();
-                self.output_tokens = usage["output_tokens"].as_u64();
+                self.tokens.read(&payload["message"]["usage"]);
+                self.model = payload["message"]["model"].as_str().map(str::to_owned);
             }
             "content_block_start" => {
                 let block = &payload["content_block"];
@@ -233,12 +264,7 @@ impl StreamState {
                 if let Some(reason) = payload["delta"]["stop_reason"].as_str() {
                     self.stop = Some(reason.to_owned());
                 }
-                if let Some(output) = payload["usage"]["output_tokens"].as_u64() {
-                    self.output_tokens = Some(output);
-                }
-                if let Some(input) = payload["usage"]["input_tokens"].as_u64() {
-                    self.input_tokens = Some(input);
-                }
+                self.tokens.read(&payload["usage"]);
             }
             "message_stop" => self.done = true,
             "error" => {
@@ -265,9 +291,8 @@ impl StreamState {
         }
         let mut parsed = Parsed {
             stop: self.stop,
-            usage: self
-                .input_tokens
-                .map(|input| (input, self.output_tokens.unwrap_or(0))),
+            usage: self.tokens.reported(),
+            model: self.model,
             ..Parsed::default()
         };
         for block in self.blocks.into_values() {
@@ -345,7 +370,14 @@ mod tests {
         assert_eq!(parsed.text, "Reading it.");
         assert_eq!(parsed.tool_calls.len(), 1);
         assert_eq!(parsed.tool_calls[0].arguments["path"], "src/lib.rs");
-        assert_eq!(parsed.usage, Some((42, 17)));
+        assert_eq!(
+            parsed.usage,
+            Some(Reported {
+                input: 42,
+                output: 17,
+                ..Reported::default()
+            })
+        );
         assert_eq!(parsed.stop.as_deref(), Some("tool_use"));
     }
 
@@ -390,6 +422,7 @@ mod tests {
             api_key_env: None,
             max_concurrent: 1,
             max_tokens: 100,
+            context_window: 32_768,
             stream: true,
             max_retries: 0,
             retry_base_delay_s: 0.1,

@@ -255,6 +255,7 @@ impl ModelClient {
             usage,
             model_name: self.config.name.clone(),
             model: self.config.model.clone(),
+            served_by: parsed.model,
             context,
             attempts: attempts.load(Ordering::SeqCst),
             duration: started.elapsed(),
@@ -463,10 +464,11 @@ impl ModelClient {
         }
     }
 
-    /// Usage as reported, or estimated from the text when the provider said nothing.
+    /// Usage as reported, or estimated from the text when the provider said nothing, with its
+    /// cost and what the cache saved.
     fn usage(&self, request: &ChatRequest, parsed: &Parsed) -> Usage {
-        let (input_tokens, output_tokens, estimated) = match parsed.usage {
-            Some((input, output)) => (input, output, false),
+        let (reported, estimated) = match parsed.usage {
+            Some(reported) => (reported, false),
             None => {
                 let input_len = request.system.len()
                     + serde_json::to_string(&request.messages).map_or(0, |s| s.len())
@@ -477,24 +479,58 @@ impl ModelClient {
                         .iter()
                         .map(|c| c.name.len() + c.arguments.to_string().len())
                         .sum::<usize>();
-                (
-                    estimate_tokens(input_len),
-                    estimate_tokens(output_len),
-                    true,
-                )
+                let reported = super::types::Reported {
+                    input: estimate_tokens(input_len),
+                    output: estimate_tokens(output_len),
+                    ..Default::default()
+                };
+                (reported, true)
             }
         };
-        let cost_usd = self.config.price.map(|price| {
-            input_tokens as f64 * price.input_per_mtok / 1e6
-                + output_tokens as f64 * price.output_per_mtok / 1e6
-        });
+        let (cost_usd, saved_usd) = match self.config.price {
+            Some(price) => {
+                let (read, write) = cache_prices(self.config.provider, &price);
+                let per = |tokens: u64, per_mtok: f64| tokens as f64 * per_mtok / 1e6;
+                let uncached = reported
+                    .input
+                    .saturating_sub(reported.cache_read + reported.cache_write);
+                let cost = per(uncached, price.input_per_mtok)
+                    + per(reported.cache_read, read)
+                    + per(reported.cache_write, write)
+                    + per(reported.output, price.output_per_mtok);
+                let without_cache = per(reported.input, price.input_per_mtok)
+                    + per(reported.output, price.output_per_mtok);
+                (Some(cost), Some(without_cache - cost))
+            }
+            None => (None, None),
+        };
         Usage {
-            input_tokens,
-            output_tokens,
+            input_tokens: reported.input,
+            output_tokens: reported.output,
+            cache_read_tokens: reported.cache_read,
+            cache_write_tokens: reported.cache_write,
             estimated,
             cost_usd,
+            saved_usd,
         }
     }
+}
+
+/// The prices of cache reads and writes per million tokens: as configured, or the provider's
+/// usual ratios to the input price.
+pub fn cache_prices(provider: crate::config::Provider, price: &crate::config::Price) -> (f64, f64) {
+    let (read_ratio, write_ratio) = match provider {
+        crate::config::Provider::Anthropic => (0.1, 1.25),
+        crate::config::Provider::Openai => (0.5, 1.0),
+    };
+    (
+        price
+            .cache_read_per_mtok
+            .unwrap_or(price.input_per_mtok * read_ratio),
+        price
+            .cache_write_per_mtok
+            .unwrap_or(price.input_per_mtok * write_ratio),
+    )
 }
 
 enum StreamState {

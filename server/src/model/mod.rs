@@ -10,6 +10,7 @@ mod client;
 mod error;
 pub mod fake;
 mod openai;
+pub mod text_calls;
 mod types;
 
 use std::collections::{BTreeMap, HashMap};

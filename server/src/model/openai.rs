@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::error::Failure;
-use super::types::{ChatRequest, Message, Parsed, ToolCall};
+use super::types::{ChatRequest, Message, Parsed, Reported, ToolCall};
 use crate::config::ModelConfig;
 
 pub fn url(base_url: &str) -> String {
@@ -160,18 +160,38 @@ pub fn parse(body: &Value) -> Result<Parsed, Failure> {
         tool_calls,
         stop: choice["finish_reason"].as_str().map(str::to_owned),
         usage: usage(body.get("usage")),
+        model: served_model(body),
     })
 }
 
-/// Usage if it is there and has numbers; `{}` and `null` count as absent.
-fn usage(usage: Option<&Value>) -> Option<(u64, u64)> {
+/// Usage if it is there and has numbers; `{}` and `null` count as absent. Cached prompt tokens
+/// are within `prompt_tokens` (`prompt_tokens_details.cached_tokens`, as OpenAI, vLLM and
+/// llama.cpp report them).
+fn usage(usage: Option<&Value>) -> Option<Reported> {
     let usage = usage?;
     let input = usage.get("prompt_tokens").and_then(Value::as_u64)?;
     let output = usage
         .get("completion_tokens")
         .and_then(Value::as_u64)
         .unwrap_or(0);
-    Some((input, output))
+    let cache_read = usage["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap_or(0)
+        .min(input);
+    Some(Reported {
+        input,
+        output,
+        cache_read,
+        cache_write: 0,
+    })
+}
+
+/// The model a response names, if it names one.
+fn served_model(body: &Value) -> Option<String> {
+    body.get("model")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
 }
 
 /// A tool call being assembled from stream fragments.
@@ -189,7 +209,8 @@ pub struct StreamState {
     /// By the `index` the provider gives each call.
     calls: BTreeMap<u64, PartialCall>,
     stop: Option<String>,
-    usage: Option<(u64, u64)>,
+    usage: Option<Reported>,
+    model: Option<String>,
     done: bool,
 }
 
@@ -224,6 +245,9 @@ impl StreamState {
         }
         if let Some(usage) = usage(chunk.get("usage")) {
             self.usage = Some(usage);
+        }
+        if let Some(model) = served_model(&chunk) {
+            self.model = Some(model);
         }
         // `choices` may be missing, `null` or `[]` (the usage chunk).
         for choice in chunk["choices"].as_array().into_iter().flatten() {
@@ -305,6 +329,7 @@ impl StreamState {
             tool_calls,
             stop: self.stop,
             usage: self.usage,
+            model: self.model,
         })
     }
 }
@@ -341,7 +366,14 @@ mod tests {
         assert_eq!(parsed.tool_calls[0].name, "read_file");
         assert_eq!(parsed.tool_calls[0].arguments["path"], "src/a.rs");
         assert_eq!(parsed.tool_calls[1].name, "list_files");
-        assert_eq!(parsed.usage, Some((120, 30)));
+        assert_eq!(
+            parsed.usage,
+            Some(Reported {
+                input: 120,
+                output: 30,
+                ..Reported::default()
+            })
+        );
         assert_eq!(parsed.stop.as_deref(), Some("tool_calls"));
     }
 
@@ -380,7 +412,14 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(parsed.text, "ok");
-        assert_eq!(parsed.usage, Some((5, 1)));
+        assert_eq!(
+            parsed.usage,
+            Some(Reported {
+                input: 5,
+                output: 1,
+                ..Reported::default()
+            })
+        );
         assert_eq!(parsed.stop, None, "an empty finish_reason is no reason");
     }
 
@@ -438,6 +477,7 @@ mod tests {
             api_key_env: None,
             max_concurrent: 1,
             max_tokens: 100,
+            context_window: 32_768,
             stream: true,
             max_retries: 0,
             retry_base_delay_s: 0.1,
@@ -528,7 +568,14 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(parsed.tool_calls[0].arguments["summary"], "done");
-        assert_eq!(parsed.usage, Some((10, 4)));
+        assert_eq!(
+            parsed.usage,
+            Some(Reported {
+                input: 10,
+                output: 4,
+                ..Reported::default()
+            })
+        );
         // llama.cpp may send arguments as an object.
         let parsed = parse(&json!({
             "choices": [{"message": {"tool_calls": [

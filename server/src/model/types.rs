@@ -118,18 +118,40 @@ pub enum StopReason {
 /// Tokens of one call, and what they cost.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct Usage {
+    /// Every token of the prompt, read from a cache or not.
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Of `input_tokens`, those read from the provider's prompt cache (billed at a fraction).
+    #[serde(default)]
+    pub cache_read_tokens: u64,
+    /// Of `input_tokens`, those written to the prompt cache (billed at a premium, then read
+    /// cheaply by later calls).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
     /// True when the provider did not report usage and these are estimates.
     pub estimated: bool,
     /// US dollars, when the model has a price.
     pub cost_usd: Option<f64>,
+    /// US dollars the cache saved against the same call without it (negative when it cost
+    /// more: a first write), when the model has a price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_usd: Option<f64>,
 }
 
 impl Usage {
     pub fn total_tokens(&self) -> u64 {
         self.input_tokens + self.output_tokens
     }
+}
+
+/// Token counts as a provider reported them, normalized: `input` counts every prompt token
+/// (Anthropic reports cached ones apart; OpenAI within).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Reported {
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
 }
 
 /// Who is calling, so that every call can be attributed and budgeted.
@@ -160,6 +182,9 @@ pub struct Completion {
     /// The configured model name (`[models.<name>]`) and the provider's model.
     pub model_name: String,
     pub model: String,
+    /// The model the server said answered, when it said one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<String>,
     pub context: CallContext,
     /// HTTP attempts made, retries included.
     pub attempts: u32,
@@ -189,8 +214,10 @@ pub(crate) struct Parsed {
     pub tool_calls: Vec<ToolCall>,
     /// The provider's stop reason, verbatim, if it gave one.
     pub stop: Option<String>,
-    /// (input, output) tokens, if the provider reported them.
-    pub usage: Option<(u64, u64)>,
+    /// Tokens, if the provider reported them.
+    pub usage: Option<Reported>,
+    /// The model the server says answered (local servers answer as whatever they loaded).
+    pub model: Option<String>,
 }
 
 impl Parsed {

@@ -217,9 +217,8 @@ mod tests {
     fn usage(tokens: u64, cost: f64) -> Usage {
         Usage {
             input_tokens: tokens,
-            output_tokens: 0,
-            estimated: false,
             cost_usd: Some(cost),
+            ..Usage::default()
         }
     }
 

@@ -767,6 +767,29 @@ impl Orchestrator {
         });
     }
 
+    /// The plan as a reviewer or debugger of task `this` sees it: the goal, every task, and the
+    /// handoffs of `builds_on`.
+    fn plan_brief(&self, this: &str, builds_on: &[String]) -> String {
+        let tasks: Vec<(&str, &str)> = self
+            .plan
+            .tasks
+            .iter()
+            .map(|t| (t.id.as_str(), t.title.as_str()))
+            .collect();
+        let handoffs: Vec<Handoff<'_>> = builds_on
+            .iter()
+            .filter_map(|id| self.plan.task(id))
+            .filter_map(|t| {
+                t.handoff.as_deref().map(|summary| Handoff {
+                    id: &t.id,
+                    title: &t.title,
+                    summary,
+                })
+            })
+            .collect();
+        roles::plan_brief(&self.plan.goal, &tasks, this, &handoffs)
+    }
+
     fn start_review(&mut self, id: &str) {
         let Some(task) = self.plan.task(id).cloned() else {
             return;
@@ -796,6 +819,7 @@ impl Orchestrator {
             .map(Duration::from_secs);
         let task_id = id.to_owned();
         let cancel = token.clone();
+        let brief = self.plan_brief(id, &task.depends_on);
         let work = async move {
             let work = async {
                 let review_of_code = matches!(task.kind, TaskKind::Review { .. });
@@ -875,6 +899,7 @@ impl Orchestrator {
                             debugger,
                             &mut tools,
                             &task.title,
+                            &brief,
                             failing,
                             &diff,
                             &conventions,
@@ -913,6 +938,7 @@ impl Orchestrator {
                             reviewer,
                             &mut tools,
                             &task,
+                            &brief,
                             &diff,
                             &runs,
                             diagnosis.as_deref(),
@@ -968,6 +994,8 @@ impl Orchestrator {
         let sandbox = self.sandbox.clone();
         let conventions = self.conventions.clone();
         let goal = self.plan.goal.clone();
+        let all: Vec<String> = self.plan.tasks.iter().map(|t| t.id.clone()).collect();
+        let brief = self.plan_brief("integration", &all);
         let tools = self.tools_factory();
         let cancel = token.clone();
         let work = async move {
@@ -1008,7 +1036,16 @@ impl Orchestrator {
                 let diagnosis = match &debugger {
                     Some(debugger) => {
                         let mut tools = tools(Role::Debugger, &worktree.path, cancel.clone())?;
-                        diagnose(debugger, &mut tools, &goal, &run, &diff, &conventions).await?
+                        diagnose(
+                            debugger,
+                            &mut tools,
+                            &goal,
+                            &brief,
+                            &run,
+                            &diff,
+                            &conventions,
+                        )
+                        .await?
                     }
                     None => None,
                 };
@@ -1850,7 +1887,12 @@ impl Orchestrator {
             calls: now.calls.saturating_sub(before.calls),
             input_tokens: now.input_tokens.saturating_sub(before.input_tokens),
             output_tokens: now.output_tokens.saturating_sub(before.output_tokens),
+            cache_read_tokens: now.cache_read_tokens.saturating_sub(before.cache_read_tokens),
+            cache_write_tokens: now
+                .cache_write_tokens
+                .saturating_sub(before.cache_write_tokens),
             cost_usd: (now.cost_usd - before.cost_usd).max(0.0),
+            saved_usd: now.saved_usd - before.saved_usd,
             estimated: now.estimated,
         };
         if let Some(task) = self.plan.task_mut(key) {
@@ -1956,11 +1998,12 @@ async fn diagnose(
     debugger: &AgentContext,
     tools: &mut RoleTools,
     subject: &str,
+    plan: &str,
     failing: &CheckRun,
     diff: &str,
     conventions: &str,
 ) -> Result<Option<(String, Vec<FixTask>)>, AgentError> {
-    match roles::diagnose(debugger, tools, subject, failing, diff, conventions).await {
+    match roles::diagnose(debugger, tools, subject, plan, failing, diff, conventions).await {
         Ok(diagnosis) => Ok(Some(diagnosis)),
         Err(AgentError::Cancelled) => Err(AgentError::Cancelled),
         Err(error) => {

@@ -207,9 +207,19 @@ pub struct CheckResult {
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct Spend {
     pub calls: u64,
+    /// Every prompt token, cached or not.
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Of `input_tokens`, those read from a prompt cache.
+    #[serde(default)]
+    pub cache_read_tokens: u64,
+    /// Of `input_tokens`, those written to a prompt cache.
+    #[serde(default)]
+    pub cache_write_tokens: u64,
     pub cost_usd: f64,
+    /// What prompt caching saved against the same calls without it, in US dollars.
+    #[serde(default)]
+    pub saved_usd: f64,
     /// Some of the tokens were estimated (the provider did not report them).
     pub estimated: bool,
 }
@@ -219,7 +229,10 @@ impl Spend {
         self.calls += 1;
         self.input_tokens += usage.input_tokens;
         self.output_tokens += usage.output_tokens;
+        self.cache_read_tokens += usage.cache_read_tokens;
+        self.cache_write_tokens += usage.cache_write_tokens;
         self.cost_usd += usage.cost_usd.unwrap_or(0.0);
+        self.saved_usd += usage.saved_usd.unwrap_or(0.0);
         self.estimated |= usage.estimated;
     }
 
@@ -232,7 +245,10 @@ impl Spend {
         self.calls += other.calls;
         self.input_tokens += other.input_tokens;
         self.output_tokens += other.output_tokens;
+        self.cache_read_tokens += other.cache_read_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
         self.cost_usd += other.cost_usd;
+        self.saved_usd += other.saved_usd;
         self.estimated |= other.estimated;
     }
 }
