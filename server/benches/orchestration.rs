@@ -138,10 +138,13 @@ fn script(tasks: &[(String, Vec<String>)], latency_ms: u64) -> Script {
             latency_ms,
             chunk_size: 64,
             chunk_delay_ms: 0,
-            usage: UsageSpec {
+            usage: Some(UsageSpec {
                 input_tokens: 100,
                 output_tokens: 20,
-            },
+                cache_read_tokens: 0,
+                cache_write_tokens: 0,
+            }),
+            context_window: None,
         },
         responses,
     }

@@ -101,10 +101,19 @@ fn repeat(entry: Entry) -> Entry {
     }
 }
 
+/// A script whose answers report fixed usage (100 in, 20 out), for tests of the wire formats.
 fn script(responses: Vec<Entry>) -> Script {
     Script {
         responses,
-        ..Script::default()
+        defaults: pitcrew::model::fake::Defaults {
+            usage: Some(pitcrew::model::fake::UsageSpec {
+                input_tokens: 100,
+                output_tokens: 20,
+                cache_read_tokens: 0,
+                cache_write_tokens: 0,
+            }),
+            ..Default::default()
+        },
     }
 }
 

@@ -192,9 +192,11 @@ fn old_snapshots_expire_at_the_next_start_and_orphans_go() {
         .unwrap();
     assert!(backdated.status.success());
     let backdated = String::from_utf8_lossy(&backdated.stdout).trim().to_owned();
-    scenario
-        .repo
-        .git(&["update-ref", "refs/pitcrew/snapshots/p0orphan00", &backdated]);
+    scenario.repo.git(&[
+        "update-ref",
+        "refs/pitcrew/snapshots/p0orphan00",
+        &backdated,
+    ]);
 
     // Any start (here `pitcrew apply`, with nothing to apply) expires both.
     let (code, stdout, stderr) = pitcrew(&scenario, &["apply"]);

@@ -729,7 +729,10 @@ fn the_reviewer_reviews_against_the_plan() {
         "b: Write b.txt from a (this one)",
         "added a.txt with the word alpha",
     ] {
-        assert!(review.contains(expected), "missing {expected:?} in {review}");
+        assert!(
+            review.contains(expected),
+            "missing {expected:?} in {review}"
+        );
     }
 }
 

@@ -88,7 +88,12 @@ pub async fn plan(
 /// What a reviewer or debugger is told of the plan a task belongs to, so that it can judge the
 /// work against the plan and not only against the task: the goal, every task, and the handoffs
 /// of the tasks this one builds on (or, for the integrated result, of all of them).
-pub fn plan_brief(goal: &str, tasks: &[(&str, &str)], this: &str, handoffs: &[Handoff<'_>]) -> String {
+pub fn plan_brief(
+    goal: &str,
+    tasks: &[(&str, &str)],
+    this: &str,
+    handoffs: &[Handoff<'_>],
+) -> String {
     let mut brief = format!("\nThe plan this is part of.\nGoal: {goal}\nTasks:\n");
     for (id, title) in tasks {
         brief.push_str(&format!(

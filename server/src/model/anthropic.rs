@@ -77,6 +77,24 @@ pub fn body(model: &ModelConfig, request: &ChatRequest, stream: bool) -> Value {
             ),
         }
     }
+    // Prompt caching: a breakpoint after the tools, one after the system prompt, and a rolling
+    // one on the conversation's last block (with the one before it, so the prefix the previous
+    // turn wrote is read back even when this turn added several messages). The cache prefix
+    // is tools, then system, then messages; four breakpoints at most.
+    let ephemeral = json!({"type": "ephemeral"});
+    let marked: Vec<usize> = match messages.len() {
+        0 => Vec::new(),
+        1 | 2 => vec![messages.len() - 1],
+        n => vec![n - 3, n - 1],
+    };
+    for index in marked {
+        if let Some(block) = messages[index]["content"]
+            .as_array_mut()
+            .and_then(|blocks| blocks.last_mut())
+        {
+            block["cache_control"] = ephemeral.clone();
+        }
+    }
     let mut body = json!({
         "model": model.model,
         "messages": messages,
@@ -84,14 +102,20 @@ pub fn body(model: &ModelConfig, request: &ChatRequest, stream: bool) -> Value {
         "stream": stream,
     });
     if !request.system.trim().is_empty() {
-        body["system"] = json!(request.system);
+        body["system"] = json!([
+            {"type": "text", "text": request.system, "cache_control": ephemeral}
+        ]);
     }
     if !request.tools.is_empty() {
-        body["tools"] = request
+        let mut tools: Vec<Value> = request
             .tools
             .iter()
             .map(|tool| json!({"name": tool.name, "description": tool.description, "input_schema": tool.input_schema}))
             .collect();
+        if let Some(last) = tools.last_mut() {
+            last["cache_control"] = ephemeral;
+        }
+        body["tools"] = Value::Array(tools);
     }
     body
 }
@@ -488,7 +512,22 @@ mod tests {
         // A blank text beside a tool call is left out; an empty user message gets a placeholder.
         assert_eq!(body["messages"][3]["content"].as_array().unwrap().len(), 1);
         assert_eq!(body["messages"][4]["content"][0]["text"], "(no text)");
-        assert_eq!(body["system"], "sys");
+        // Cache breakpoints: the system prompt, and the last block of the last message and of
+        // the message two before it.
+        assert_eq!(
+            body["system"],
+            json!([{"type": "text", "text": "sys", "cache_control": {"type": "ephemeral"}}])
+        );
+        assert_eq!(
+            body["messages"][4]["content"][0]["cache_control"]["type"],
+            "ephemeral"
+        );
+        assert_eq!(
+            body["messages"][2]["content"][2]["cache_control"]["type"],
+            "ephemeral"
+        );
+        let marked = body.to_string().matches("cache_control").count();
+        assert_eq!(marked, 3, "no tools here: three breakpoints");
         assert_eq!(
             url("https://api.anthropic.com"),
             "https://api.anthropic.com/v1/messages"

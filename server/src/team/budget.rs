@@ -102,14 +102,13 @@ impl Budget {
             match verdict {
                 Ok(()) => return Ok(waited.is_some()),
                 Err(exceeded) => {
-                    if waited.is_none() {
-                        if let Some(alerts) =
-                            &*self.alerts.lock().unwrap_or_else(|p| p.into_inner())
-                        {
-                            let _ = alerts.send(exceeded.clone());
-                        }
-                        waited = Some(exceeded.clone());
+                    // Told at every crossing, the first and any left after a raise (spending
+                    // went on meanwhile): otherwise nobody asks, and everyone waits.
+                    if let Some(alerts) = &*self.alerts.lock().unwrap_or_else(|p| p.into_inner())
+                    {
+                        let _ = alerts.send(exceeded.clone());
                     }
+                    waited.get_or_insert_with(|| exceeded.clone());
                     tokio::select! {
                         () = raised => {}
                         () = cancel.cancelled() => return Err(exceeded),
@@ -198,14 +197,26 @@ impl Budget {
         self.raised.notify_waiters();
     }
 
+    /// Each limit grows by half of itself, and at least to half of itself beyond what is spent
+    /// already (a single call can overshoot a limit by much): "continue" always leaves room.
     fn raise_limits(&self) {
+        let spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());
         let mut limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
-        let half = |n: u64| n.saturating_add(n / 2).max(1);
-        limits.plan_tokens = limits.plan_tokens.map(half);
-        limits.plan_usd = limits.plan_usd.map(|usd| usd * 1.5);
-        limits.task_tokens = limits.task_tokens.map(half);
-        for limit in limits.role_tokens.values_mut() {
-            *limit = half(*limit);
+        let raise = |limit: u64, used: u64| {
+            limit
+                .saturating_add(limit / 2)
+                .max(used.saturating_add(limit / 2))
+                .max(1)
+        };
+        limits.plan_tokens = limits.plan_tokens.map(|l| raise(l, spent.plan.tokens()));
+        limits.plan_usd = limits
+            .plan_usd
+            .map(|usd| (usd * 1.5).max(spent.plan.cost_usd + usd / 2.0));
+        let most_by_a_task = spent.tasks.values().map(Spend::tokens).max().unwrap_or(0);
+        limits.task_tokens = limits.task_tokens.map(|l| raise(l, most_by_a_task));
+        for (role, limit) in limits.role_tokens.iter_mut() {
+            let used = spent.roles.get(role).map_or(0, Spend::tokens);
+            *limit = raise(*limit, used);
         }
     }
 }
@@ -220,6 +231,52 @@ mod tests {
             cost_usd: Some(cost),
             ..Usage::default()
         }
+    }
+
+    #[test]
+    fn continuing_past_a_limit_overshot_by_one_call_leaves_room() {
+        let budget = Budget::new(Limits {
+            plan_tokens: Some(240),
+            ..Limits::default()
+        });
+        // One call overshoots the limit threefold.
+        budget.record(Role::Planner, None, &usage(751, 0.0));
+        assert!(budget.check(Role::Implementer, Some("a")).is_err());
+        budget.raise();
+        assert!(
+            budget.check(Role::Implementer, Some("a")).is_ok(),
+            "the raise covers what is spent"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_raise_that_is_not_enough_is_reported_again() {
+        let budget = std::sync::Arc::new(Budget::new(Limits {
+            plan_tokens: Some(100),
+            ..Limits::default()
+        }));
+        let (alerts, mut received) = mpsc::unbounded_channel();
+        budget.set_alerts(alerts);
+        budget.record(Role::Planner, None, &usage(150, 0.0));
+        let waiting = budget.clone();
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        let agent = tokio::spawn(async move { waiting.admit(Role::Planner, None, &stop).await });
+        assert!(
+            received.recv().await.is_some(),
+            "the first crossing is reported"
+        );
+        // The user raises the limit, but another agent's call spends past it again before this
+        // agent looks: it must say so again.
+        budget.raise();
+        budget.record(Role::Planner, None, &usage(10_000, 0.0));
+        let again = tokio::time::timeout(std::time::Duration::from_secs(5), received.recv()).await;
+        assert!(
+            matches!(again, Ok(Some(_))),
+            "reported again, so someone asks again"
+        );
+        cancel.cancel();
+        let _ = agent.await;
     }
 
     #[test]

@@ -1887,7 +1887,9 @@ impl Orchestrator {
             calls: now.calls.saturating_sub(before.calls),
             input_tokens: now.input_tokens.saturating_sub(before.input_tokens),
             output_tokens: now.output_tokens.saturating_sub(before.output_tokens),
-            cache_read_tokens: now.cache_read_tokens.saturating_sub(before.cache_read_tokens),
+            cache_read_tokens: now
+                .cache_read_tokens
+                .saturating_sub(before.cache_read_tokens),
             cache_write_tokens: now
                 .cache_write_tokens
                 .saturating_sub(before.cache_write_tokens),

@@ -10,7 +10,8 @@
 //! `GET /_fake/requests` (what was received), `POST /_fake/script` (replace the script),
 //! `GET /_fake/health`.
 
-pub mod render;
+pub mod economy;
+mod render;
 pub mod script;
 
 use std::collections::BTreeMap;
@@ -26,7 +27,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-pub use script::{Defaults, Entry, Fault, Matcher, Quirk, Script, ScriptedCall, UsageSpec};
+pub use script::{
+    Defaults, Entry, Fault, Matcher, Quirk, Script, ScriptedCall, TextCalls, UsageSpec,
+};
 
 use render::Answer;
 
@@ -75,6 +78,8 @@ impl ScriptState {
 struct State {
     script: Mutex<ScriptState>,
     requests: Mutex<Vec<RecordedRequest>>,
+    /// The prompt cache, shared by every request as a provider's is by an account's.
+    cache: Mutex<economy::PromptCache>,
     started: Instant,
     next_id: AtomicU64,
 }
@@ -115,6 +120,7 @@ impl FakeModel {
         let state = Arc::new(State {
             script: Mutex::new(ScriptState::new(script)),
             requests: Mutex::new(Vec::new()),
+            cache: Mutex::new(economy::PromptCache::default()),
             started: Instant::now(),
             next_id: AtomicU64::new(1),
         });
@@ -503,6 +509,31 @@ async fn model_request(
         });
         index
     };
+    // The request's size, as the provider would count it; one that does not fit the window
+    // is refused the way each provider refuses it.
+    let measured = economy::measure(protocol, &body);
+    if let Some(window) = defaults.context_window
+        && measured.input > window
+    {
+        let message = if protocol == "anthropic" {
+            format!(
+                "prompt is too long: {} tokens > {window} maximum",
+                measured.input
+            )
+        } else {
+            format!(
+                "This model's maximum context length is {window} tokens. However, your messages resulted in {} tokens. Please reduce the length of the messages.",
+                measured.input
+            )
+        };
+        let code = if protocol == "anthropic" {
+            "invalid_request_error"
+        } else {
+            "context_length_exceeded"
+        };
+        let error = render::error_body(protocol, &message, code);
+        return conn.respond_json(400, &[], &error).await.then_some(conn);
+    }
     let Some((_, entry)) = chosen else {
         let message = format!(
             "fake-model: no scripted response matches this request (protocol {protocol}, role {}, task {})",
@@ -604,7 +635,7 @@ async fn model_request(
     } else {
         "call"
     };
-    let answer = Answer {
+    let mut answer = Answer {
         id: format!("fake-{serial}"),
         model: facts.model.clone(),
         text: entry.text.clone().unwrap_or_default(),
@@ -626,8 +657,38 @@ async fn model_request(
             })
             .collect(),
         stop: entry.stop.clone(),
-        usage: entry.usage.unwrap_or(defaults.usage),
+        usage: UsageSpec {
+            input_tokens: 0,
+            output_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+        },
         quirks: entry.quirks.clone(),
+    };
+    if let Some(format) = entry.text_calls {
+        render::calls_into_text(&mut answer, format);
+    }
+    answer.usage = match entry.usage.or(defaults.usage) {
+        Some(usage) => usage,
+        None => {
+            let cached = state
+                .cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .serve(protocol, &measured);
+            let written: usize = answer.text.len()
+                + answer
+                    .calls
+                    .iter()
+                    .map(|(_, name, args)| name.len() + args.len())
+                    .sum::<usize>();
+            UsageSpec {
+                input_tokens: measured.input,
+                output_tokens: (written as u64).div_ceil(4).max(1),
+                cache_read_tokens: cached.read,
+                cache_write_tokens: cached.write,
+            }
+        }
     };
 
     let frames = if protocol == "anthropic" {

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::script::{Quirk, UsageSpec};
+use super::script::{Quirk, TextCalls, UsageSpec};
 
 /// An answer, ready to render.
 #[derive(Debug, Clone)]
@@ -93,7 +93,59 @@ fn openai_usage(usage: UsageSpec) -> Value {
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
         "total_tokens": usage.input_tokens + usage.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens},
     })
+}
+
+/// Anthropic's usage: `input_tokens` counts only what was neither read from nor written to the
+/// cache.
+fn anthropic_usage(usage: UsageSpec, output: u64) -> Value {
+    json!({
+        "input_tokens": usage
+            .input_tokens
+            .saturating_sub(usage.cache_read_tokens + usage.cache_write_tokens),
+        "cache_creation_input_tokens": usage.cache_write_tokens,
+        "cache_read_input_tokens": usage.cache_read_tokens,
+        "output_tokens": output,
+    })
+}
+
+/// Writes `answer`'s tool calls into its text in `format`, as a local server's template does,
+/// and leaves it no native calls.
+pub fn calls_into_text(answer: &mut Answer, format: TextCalls) {
+    let calls: Vec<Value> = answer
+        .calls
+        .drain(..)
+        .map(|(_, name, args)| {
+            let arguments: Value = serde_json::from_str(&args).unwrap_or_else(|_| json!({}));
+            (name, arguments)
+        })
+        .map(|(name, arguments)| match format {
+            TextCalls::Llama => json!({"name": name, "parameters": arguments}),
+            _ => json!({"name": name, "arguments": arguments}),
+        })
+        .collect();
+    let text = match format {
+        TextCalls::Hermes => calls
+            .iter()
+            .map(|call| format!("<tool_call>\n{call}\n</tool_call>"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        TextCalls::Mistral => format!("[TOOL_CALLS]{}", Value::Array(calls)),
+        TextCalls::Llama => format!(
+            "<|python_tag|>{}<|eom_id|>",
+            calls.first().cloned().unwrap_or_default()
+        ),
+        TextCalls::Json => format!(
+            "```json\n{}\n```",
+            calls.first().cloned().unwrap_or_default()
+        ),
+    };
+    answer.text = if answer.text.is_empty() {
+        text
+    } else {
+        format!("{}\n{text}", answer.text)
+    };
 }
 
 /// The SSE frames of a streamed OpenAI answer, `[DONE]` last.
@@ -184,7 +236,7 @@ pub fn anthropic_complete(answer: &Answer) -> Value {
         "content": content,
         "stop_reason": answer.anthropic_stop(),
         "stop_sequence": null,
-        "usage": {"input_tokens": answer.usage.input_tokens, "output_tokens": answer.usage.output_tokens},
+        "usage": anthropic_usage(answer.usage, answer.usage.output_tokens),
     })
 }
 
@@ -196,7 +248,7 @@ pub fn anthropic_stream(answer: &Answer, chunk_size: usize) -> Vec<String> {
             &json!({"type": "message_start", "message": {
                 "id": answer.id, "type": "message", "role": "assistant", "model": answer.model,
                 "content": [], "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": answer.usage.input_tokens, "output_tokens": 1},
+                "usage": anthropic_usage(answer.usage, 1),
             }}),
         ),
         sse_event("ping", &json!({"type": "ping"})),
@@ -279,6 +331,8 @@ mod tests {
             usage: UsageSpec {
                 input_tokens: 7,
                 output_tokens: 3,
+                cache_read_tokens: 0,
+                cache_write_tokens: 0,
             },
             quirks,
         }

@@ -27,8 +27,12 @@ pub struct Defaults {
     pub chunk_size: usize,
     /// Delay between streamed fragments.
     pub chunk_delay_ms: u64,
-    /// Usage reported when an entry does not say.
-    pub usage: UsageSpec,
+    /// Usage reported when an entry does not say; by default, measured as providers do: the
+    /// request's size, and what the prompt cache served.
+    pub usage: Option<UsageSpec>,
+    /// The model's context window: a longer request is refused with the provider's own
+    /// "context length exceeded" error.
+    pub context_window: Option<u64>,
 }
 
 impl Default for Defaults {
@@ -37,10 +41,8 @@ impl Default for Defaults {
             latency_ms: 0,
             chunk_size: 24,
             chunk_delay_ms: 0,
-            usage: UsageSpec {
-                input_tokens: 100,
-                output_tokens: 20,
-            },
+            usage: None,
+            context_window: None,
         }
     }
 }
@@ -48,8 +50,30 @@ impl Default for Defaults {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsageSpec {
+    /// Every prompt token, cached or not.
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Of `input_tokens`, read from the prompt cache.
+    #[serde(default)]
+    pub cache_read_tokens: u64,
+    /// Of `input_tokens`, written to it.
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+}
+
+/// How an entry's tool calls are written into the message text instead of as native calls, as
+/// local servers' templates do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextCalls {
+    /// `<tool_call>{"name": …, "arguments": …}</tool_call>` (Hermes, Qwen).
+    Hermes,
+    /// `[TOOL_CALLS][{"name": …, "arguments": …}]`.
+    Mistral,
+    /// `<|python_tag|>{"name": …, "parameters": …}`.
+    Llama,
+    /// A fenced JSON object with `name` and `arguments`.
+    Json,
 }
 
 /// Which requests an entry answers.
@@ -90,6 +114,8 @@ pub struct Entry {
     /// The provider stop reason to report; derived from the content when absent.
     pub stop: Option<String>,
     pub usage: Option<UsageSpec>,
+    /// Write the tool calls into the text in this format instead of as native calls.
+    pub text_calls: Option<TextCalls>,
     pub fault: Option<Fault>,
     #[serde(default)]
     pub quirks: Vec<Quirk>,
