@@ -48,9 +48,13 @@ fn workspace(config: &str) -> tempfile::TempDir {
     dir
 }
 
+/// A model that does what the doctor's probe asks: it calls the tool.
 fn ok_entry() -> Entry {
     Entry {
-        text: Some("ok".into()),
+        tool_calls: vec![pitcrew::model::fake::ScriptedCall {
+            name: "report_health".into(),
+            arguments: serde_json::json!({"word": "ok"}),
+        }],
         ..Entry::default()
     }
 }
@@ -119,7 +123,8 @@ async fn a_healthy_setup_reports_sources_roles_and_a_real_completion_per_model()
         outcome.stdout
     );
     assert!(
-        outcome.stdout.contains("strong       ok in"),
+        outcome.stdout.contains("strong       answered in")
+            && outcome.stdout.contains("tool calls: native"),
         "{}",
         outcome.stdout
     );
@@ -390,4 +395,70 @@ fn doctor_proves_the_sandbox_with_a_probe_and_says_when_it_is_off() {
         "{report:#}"
     );
     assert_eq!(report["sandbox"]["confined"], true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_probe_tells_native_text_and_absent_tool_calls_and_who_answered() {
+    let as_text = Entry {
+        text_calls: Some(pitcrew::model::fake::TextCalls::Hermes),
+        served_as: Some("smollm2-135m-instruct".into()),
+        repeat: true,
+        ..ok_entry()
+    };
+    let no_calls = Entry {
+        text: Some("ok".into()),
+        served_as: Some("smollm2-135m-instruct".into()),
+        repeat: true,
+        ..Entry::default()
+    };
+    let native = FakeModel::start(script(vec![Entry {
+        repeat: true,
+        ..ok_entry()
+    }]))
+    .await
+    .unwrap();
+    let texting = FakeModel::start(script(vec![as_text])).await.unwrap();
+    let silent = FakeModel::start(script(vec![no_calls])).await.unwrap();
+    let dir = workspace(&format!(
+        "[models.default]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"native\"\n\
+         [models.texting]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"qwen2.5-coder\"\n\
+         [models.silent]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"local\"\ncontext_window = 8192\n",
+        native.openai_base_url(),
+        texting.openai_base_url(),
+        silent.openai_base_url(),
+    ));
+    let outcome = doctor(dir.path(), &["--json"]).await;
+    assert_eq!(outcome.code, Some(1), "{}", outcome.stdout);
+    let report: Value = serde_json::from_str(&outcome.stdout).unwrap();
+    let check = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["model"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(check("default")["tool_calls"], "native");
+    assert_eq!(check("default")["caching_reported"], true);
+    assert_eq!(check("texting")["tool_calls"], "recovered from text (hermes)");
+    assert_eq!(check("texting")["served_by"], "smollm2-135m-instruct");
+    assert_eq!(check("texting")["context_window"], 32_768, "qwen2.5's window");
+    assert_eq!(check("silent")["tool_calls"], "none");
+    assert_eq!(check("silent")["context_window"], 8192);
+    let problems = report["problems"].to_string();
+    assert!(
+        problems.contains("model `silent` (the server answered as smollm2-135m-instruct) did not call the probe's tool")
+            && problems.contains("--jinja"),
+        "{problems}"
+    );
+    assert!(!problems.contains("texting"), "{problems}");
+    // The same in words.
+    let outcome = doctor(dir.path(), &[]).await;
+    assert!(
+        outcome.stdout.contains("tool calls: recovered from text (hermes)")
+            && outcome.stdout.contains("the server answered as `smollm2-135m-instruct`"),
+        "{}",
+        outcome.stdout
+    );
 }

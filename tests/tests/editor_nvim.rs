@@ -49,8 +49,8 @@ fn responses() -> Vec<Value> {
                 {"path": FILE, "line": 5, "severity": "warning", "message": FINDING}
             ]}}]),
         ),
-        // `pitcrew doctor` (run by :checkhealth) asks each model for a word.
-        json!({"when": {"role": "none"}, "text": "ok", "repeat": true}),
+        // `pitcrew doctor` (run by :checkhealth) asks each model to call a tool.
+        json!({"when": {"role": "doctor"}, "tool_calls": [{"name": "report_health", "arguments": {"word": "ok"}}], "repeat": true}),
     ]
 }
 

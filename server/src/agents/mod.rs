@@ -2,6 +2,7 @@
 //! the tool loop that drives a model through a task.
 
 pub mod checks;
+pub mod context;
 pub mod redact;
 pub mod roles;
 pub mod runtime;

@@ -9,9 +9,12 @@ use serde_json::json;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use super::context::{self, Conversation, Pressure};
 use super::tools::{Outcome, RoleTools, Terminal};
 use crate::config::Role;
-use crate::model::{CallContext, CallError, ChatRequest, Message, ModelClient, StopReason};
+use crate::model::{
+    CallContext, CallError, ChatRequest, Message, ModelClient, StopReason, text_calls,
+};
 use crate::team::budget::Budget;
 use crate::team::events::Event;
 use crate::team::plan::Spend;
@@ -24,6 +27,21 @@ pub enum AgentError {
     Model(Box<CallError>),
     #[error("no result after {0} turns")]
     TurnLimit(u32),
+    /// The model answered turn after turn without calling a tool.
+    #[error(
+        "the model {model}{} answered {turns} turns in a row without calling a tool, so the \
+         {role} stopped: it probably cannot call tools on this server. With llama.cpp, start \
+         llama-server with --jinja (and a chat template that renders tools); with Ollama, use a \
+         model whose `ollama show` lists tools; or configure another model for the {role} \
+         (`pitcrew doctor` tests each model's tool calls)",
+        served_by.as_ref().map(|s| format!(" (the server answered as {s})")).unwrap_or_default()
+    )]
+    NoToolCalls {
+        turns: u32,
+        model: String,
+        served_by: Option<String>,
+        role: Role,
+    },
     #[error("cancelled")]
     Cancelled,
     /// The role could not do its job (an invalid plan twice, say).
@@ -83,6 +101,10 @@ impl AgentContext {
     }
 }
 
+/// Turns in a row without a tool call after which an agent stops: its model cannot call tools
+/// here, and more turns would only spend tokens.
+pub const SILENT_TURNS: u32 = 3;
+
 /// Runs the loop until the terminal tool is called.
 pub async fn run(
     context: &AgentContext,
@@ -91,10 +113,16 @@ pub async fn run(
     tools: &mut RoleTools,
 ) -> Result<Terminal, AgentError> {
     context.transcript(json!({"type": "start", "system": system, "user": user}));
-    let mut messages = vec![Message::user(user)];
+    let mut conversation = Conversation::new(user);
     let specs = tools.specs();
     let terminal = tools.terminal_name();
-    for turn in 0..context.max_turns {
+    let model = context.model.config();
+    // What a request may hold: the window less the answer's room.
+    let room = u64::from(model.context_window).saturating_sub(u64::from(model.max_tokens));
+    let mut silent = 0;
+    let mut overflowed = false;
+    let mut turn = 0;
+    while turn < context.max_turns {
         if context.cancel.is_cancelled() {
             return Err(AgentError::Cancelled);
         }
@@ -116,22 +144,32 @@ pub async fn run(
             // Stopped while waiting: the user aborted, or cancelled.
             Err(_) => return Err(AgentError::Cancelled),
         }
+        // Keep the request inside the window: old tool results go first, then earlier turns
+        // become a summary.
+        if conversation.pressure(&system, &specs, room) != Pressure::Fits {
+            let elided = conversation.elide_old_results();
+            if elided > 0 {
+                context.store.journal(
+                    &context
+                        .journal("context_elided")
+                        .reason(format!("{elided} old tool results elided")),
+                );
+            }
+            if conversation.pressure(&system, &specs, room) == Pressure::Compact {
+                compact(context, &mut conversation, tools, room).await?;
+            }
+        }
         context.activity(if turn == 0 { "thinking" } else { "working" });
         let request = ChatRequest {
             system: system.clone(),
-            messages: messages.clone(),
+            messages: conversation.messages.clone(),
             tools: specs.clone(),
             max_tokens: None,
-        };
-        let call_context = CallContext {
-            role: context.role,
-            plan: Some(context.plan.clone()),
-            task: Some(context.task.clone()),
         };
         let started = Instant::now();
         let completion = match context
             .model
-            .complete(&request, call_context, &context.cancel)
+            .complete(&request, call_context(context), &context.cancel)
             .await
         {
             Ok(completion) => completion,
@@ -143,96 +181,149 @@ pub async fn run(
                 entry.model = Some(error.model.clone());
                 entry.duration_ms = Some(started.elapsed().as_millis() as u64);
                 context.store.journal(&entry);
+                // Too long for the model after all (its window is smaller than configured, or
+                // the estimate was short): compact and try once more.
+                if error.failure.is_context_overflow() && !overflowed {
+                    overflowed = true;
+                    conversation.elide_old_results();
+                    compact(context, &mut conversation, tools, room).await?;
+                    continue;
+                }
                 return Err(error.into());
             }
         };
-        context
-            .budget
-            .record(context.role, Some(&context.task), &completion.usage);
-        context
-            .spend
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .add(&completion.usage);
-        let mut entry = context.journal("model_call");
-        entry.model = Some(completion.model.clone());
-        entry.input_tokens = Some(completion.usage.input_tokens);
-        entry.output_tokens = Some(completion.usage.output_tokens);
-        let usage = &completion.usage;
-        entry.cache_read_tokens = (usage.cache_read_tokens > 0).then_some(usage.cache_read_tokens);
-        entry.cache_write_tokens =
-            (usage.cache_write_tokens > 0).then_some(usage.cache_write_tokens);
-        entry.cost_usd = completion.usage.cost_usd;
-        entry.saved_usd = completion.usage.saved_usd.filter(|s| *s != 0.0);
-        entry.duration_ms = Some(completion.duration.as_millis() as u64);
-        if completion.usage.estimated {
-            entry.reason = Some("tokens estimated: the provider reported none".into());
+        turn += 1;
+        record_call(context, &completion);
+        if !completion.usage.estimated {
+            conversation.reported(completion.usage.input_tokens);
         }
-        context.store.journal(&entry);
-        context.transcript(json!({
-            "type": "assistant", "turn": turn, "text": completion.text,
-            "tool_calls": completion.tool_calls, "stop": completion.stop,
-            "usage": completion.usage,
-        }));
 
         let mut calls = completion.tool_calls.clone();
         if completion.stop == StopReason::MaxTokens {
             // A call cut off by the token limit is not a call.
             calls.retain(|call| call.invalid_arguments.is_none());
         }
-        messages.push(Message::Assistant {
+        // A local model may write its calls as text: recovered when there is no doubt.
+        if calls.is_empty()
+            && completion.stop != StopReason::MaxTokens
+            && let Some(recovered) = text_calls::recover(&completion.text, &specs)
+        {
+            context.store.journal(
+                &context.journal("tool_calls_recovered").reason(format!(
+                    "{} call(s) written as text in the {} format: {}",
+                    recovered.calls.len(),
+                    recovered.format,
+                    recovered
+                        .calls
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            );
+            calls = recovered.calls;
+        }
+        context.transcript(json!({
+            "type": "assistant", "turn": turn, "text": completion.text,
+            "tool_calls": calls, "stop": completion.stop,
+            "usage": completion.usage,
+        }));
+        conversation.messages.push(Message::Assistant {
             content: completion.text.clone(),
             tool_calls: calls.clone(),
         });
         if calls.is_empty() {
+            silent += 1;
+            if silent >= SILENT_TURNS {
+                return Err(AgentError::NoToolCalls {
+                    turns: silent,
+                    model: completion.model.clone(),
+                    served_by: completion
+                        .served_by
+                        .clone()
+                        .filter(|served| *served != completion.model),
+                    role: context.role,
+                });
+            }
             let nudge = if completion.stop == StopReason::MaxTokens {
                 format!(
                     "Your answer was cut off at the token limit. Continue with smaller steps, using your tools; call `{terminal}` when you are done."
                 )
             } else {
-                format!("Use your tools to do the work. When you are done, call `{terminal}`.")
+                format!(
+                    "You did not call a tool. Do the work with your tools (as tool calls, not as text), and call `{terminal}` when you are done."
+                )
             };
-            messages.push(Message::user(nudge));
+            conversation.messages.push(Message::user(nudge));
             continue;
         }
-        for call in &calls {
-            context.activity(describe(call));
-            let outcome = tools.call(call).await;
-            match outcome {
-                Outcome::Done(result) => {
-                    context.transcript(
-                        json!({"type": "done", "tool": call.name, "arguments": call.arguments}),
-                    );
-                    return Ok(result);
+        silent = 0;
+        let mut index = 0;
+        while index < calls.len() {
+            // The reads of a turn run at once, their results kept in order.
+            let reads: Vec<_> = calls[index..]
+                .iter()
+                .map_while(|call| tools.read_only(call))
+                .collect();
+            let outcomes: Vec<Outcome> = if reads.len() > 1 {
+                for call in &calls[index..index + reads.len()] {
+                    context.activity(describe(call));
                 }
-                Outcome::Abort(reason) => {
-                    context
-                        .store
-                        .journal(&context.journal("gave_up").reason(reason.clone()));
-                    return Err(AgentError::Gave(reason));
+                let running: Vec<_> = reads
+                    .into_iter()
+                    .map(|read| tokio::task::spawn_blocking(move || read.run()))
+                    .collect();
+                let mut outcomes = Vec::with_capacity(running.len());
+                for handle in running {
+                    outcomes.push(handle.await.unwrap_or_else(|err| Outcome::Error {
+                        message: format!("the tool failed: {err}"),
+                        refused: false,
+                    }));
                 }
-                Outcome::Result(text) => {
-                    context.transcript(json!({"type": "tool_result", "tool": call.name, "arguments": call.arguments, "result": text}));
-                    messages.push(Message::Tool {
-                        call_id: call.id.clone(),
-                        content: text,
-                        is_error: false,
-                    });
-                }
-                Outcome::Error { message, refused } => {
-                    if refused {
-                        context.store.journal(
-                            &context
-                                .journal("tool_refused")
-                                .reason(format!("{}: {message}", call.name)),
+                outcomes
+            } else {
+                context.activity(describe(&calls[index]));
+                vec![tools.call(&calls[index]).await]
+            };
+            for outcome in outcomes {
+                let call = &calls[index];
+                index += 1;
+                match outcome {
+                    Outcome::Done(result) => {
+                        context.transcript(
+                            json!({"type": "done", "tool": call.name, "arguments": call.arguments}),
                         );
+                        return Ok(result);
                     }
-                    context.transcript(json!({"type": "tool_error", "tool": call.name, "arguments": call.arguments, "error": message, "refused": refused}));
-                    messages.push(Message::Tool {
-                        call_id: call.id.clone(),
-                        content: message,
-                        is_error: true,
-                    });
+                    Outcome::Abort(reason) => {
+                        context
+                            .store
+                            .journal(&context.journal("gave_up").reason(reason.clone()));
+                        return Err(AgentError::Gave(reason));
+                    }
+                    Outcome::Result(text) => {
+                        context.transcript(json!({"type": "tool_result", "tool": call.name, "arguments": call.arguments, "result": text}));
+                        conversation.messages.push(Message::Tool {
+                            call_id: call.id.clone(),
+                            content: text,
+                            is_error: false,
+                        });
+                    }
+                    Outcome::Error { message, refused } => {
+                        if refused {
+                            context.store.journal(
+                                &context
+                                    .journal("tool_refused")
+                                    .reason(format!("{}: {message}", call.name)),
+                            );
+                        }
+                        context.transcript(json!({"type": "tool_error", "tool": call.name, "arguments": call.arguments, "error": message, "refused": refused}));
+                        conversation.messages.push(Message::Tool {
+                            call_id: call.id.clone(),
+                            content: message,
+                            is_error: true,
+                        });
+                    }
                 }
             }
             if context.cancel.is_cancelled() {
@@ -241,6 +332,90 @@ pub async fn run(
         }
     }
     Err(AgentError::TurnLimit(context.max_turns))
+}
+
+fn call_context(context: &AgentContext) -> CallContext {
+    CallContext {
+        role: context.role,
+        plan: Some(context.plan.clone()),
+        task: Some(context.task.clone()),
+    }
+}
+
+/// Counts a call against the budgets and the task's spend, and journals it.
+fn record_call(context: &AgentContext, completion: &crate::model::Completion) {
+    context
+        .budget
+        .record(context.role, Some(&context.task), &completion.usage);
+    context
+        .spend
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .add(&completion.usage);
+    let mut entry = context.journal("model_call");
+    entry.model = Some(completion.model.clone());
+    entry.input_tokens = Some(completion.usage.input_tokens);
+    entry.output_tokens = Some(completion.usage.output_tokens);
+    let usage = &completion.usage;
+    entry.cache_read_tokens = (usage.cache_read_tokens > 0).then_some(usage.cache_read_tokens);
+    entry.cache_write_tokens = (usage.cache_write_tokens > 0).then_some(usage.cache_write_tokens);
+    entry.cost_usd = completion.usage.cost_usd;
+    entry.saved_usd = completion.usage.saved_usd.filter(|s| *s != 0.0);
+    entry.duration_ms = Some(completion.duration.as_millis() as u64);
+    if completion.usage.estimated {
+        entry.reason = Some("tokens estimated: the provider reported none".into());
+    }
+    context.store.journal(&entry);
+}
+
+/// Replaces the earlier turns of `conversation` with a summary the model writes (the task and
+/// the files changed so far are kept as they are). When the model cannot summarize (the
+/// request is too long even so), the earlier turns are dropped with a note.
+async fn compact(
+    context: &AgentContext,
+    conversation: &mut Conversation,
+    tools: &RoleTools,
+    room: u64,
+) -> Result<(), AgentError> {
+    context.activity("summarizing the work so far to fit the context");
+    let budget = usize::try_from(room / 2 * 3).unwrap_or(usize::MAX);
+    let transcript = conversation.transcript_for_summary(budget);
+    let request = ChatRequest {
+        system: context::SUMMARIZE.to_owned(),
+        messages: vec![Message::user(format!(
+            "The conversation to summarize:\n\n{transcript}"
+        ))],
+        tools: Vec::new(),
+        max_tokens: Some(1_500),
+    };
+    let changed: Vec<String> = tools.changed.iter().cloned().collect();
+    let summary = match context
+        .model
+        .complete(&request, call_context(context), &context.cancel)
+        .await
+    {
+        Ok(completion) => {
+            record_call(context, &completion);
+            completion.text
+        }
+        Err(error) if matches!(error.failure, crate::model::Failure::Cancelled) => {
+            return Err(AgentError::Cancelled);
+        }
+        Err(error) => {
+            tracing::warn!("the model could not summarize the conversation: {error}");
+            "(The earlier turns were dropped to fit the model's context; the model could not \
+             summarize them. Read the files you need again.)"
+                .to_owned()
+        }
+    };
+    conversation.compact(&summary, &changed);
+    context.store.journal(
+        &context
+            .journal("context_compacted")
+            .reason(format!("the earlier turns became a summary of {} bytes", summary.len())),
+    );
+    context.transcript(json!({"type": "compacted", "summary": summary}));
+    Ok(())
 }
 
 /// A short description of a tool call, for progress.

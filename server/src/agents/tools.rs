@@ -86,6 +86,8 @@ pub struct RoleTools {
     invalid_plans: u32,
     /// Checks the model ran, most recent last.
     pub check_runs: Vec<CheckRun>,
+    /// The files this agent wrote or edited, for a summary that must not forget them.
+    pub changed: std::collections::BTreeSet<String>,
 }
 
 impl RoleTools {
@@ -109,6 +111,7 @@ impl RoleTools {
             max_tasks,
             invalid_plans: 0,
             check_runs: Vec::new(),
+            changed: Default::default(),
         }
     }
 
@@ -143,8 +146,25 @@ impl RoleTools {
             .collect()
     }
 
+    /// A call that only reads (`read_file`, `list_files`, `search`), made ready to run on its
+    /// own, off the async workers and alongside the turn's other reads; `None` for any other.
+    pub fn read_only(&self, call: &ToolCall) -> Option<ReadOnlyCall> {
+        let reads = ["read_file", "list_files", "search"];
+        (reads.contains(&call.name.as_str())
+            && self.names().contains(&call.name.as_str())
+            && call.invalid_arguments.is_none())
+        .then(|| ReadOnlyCall {
+            workspace: self.workspace.clone(),
+            sandbox: self.sandbox.clone(),
+            call: call.clone(),
+        })
+    }
+
     /// Runs one call.
     pub async fn call(&mut self, call: &ToolCall) -> Outcome {
+        if let Some(read) = self.read_only(call) {
+            return read.run();
+        }
         let names = self.names();
         if !names.contains(&call.name.as_str()) {
             return Outcome::Error {
@@ -169,20 +189,21 @@ impl RoleTools {
             text(key).ok_or_else(|| ToolError::Failed(format!("`{key}` (a string) is required")))
         };
         let result = match call.name.as_str() {
-            "read_file" => required("path").and_then(|p| self.workspace.read_file(p)),
-            "list_files" => self.workspace.list_files(text("path")),
-            "search" => required("pattern").and_then(|p| self.workspace.search(p, text("path"))),
             "write_file" => required("path").and_then(|path| {
                 let content = args
                     .get("content")
                     .and_then(Value::as_str)
                     .ok_or_else(|| ToolError::Failed("`content` (a string) is required".into()))?;
-                self.workspace.write_file(path, content)
+                let written = self.workspace.write_file(path, content)?;
+                self.changed.insert(path.trim().to_owned());
+                Ok(written)
             }),
             "edit_file" => required("path").and_then(|path| {
                 let old = required("old")?;
                 let new = args.get("new").and_then(Value::as_str).unwrap_or("");
-                self.workspace.edit_file(path, old, new)
+                let edited = self.workspace.edit_file(path, old, new)?;
+                self.changed.insert(path.trim().to_owned());
+                Ok(edited)
             }),
             "run_check" => match required("name") {
                 Ok(name) => self.run_check(name).await,
@@ -190,16 +211,7 @@ impl RoleTools {
             },
             terminal => return self.terminal(terminal, args),
         };
-        // No secret of pitcrew's environment reaches the model or the transcript, whichever
-        // file or check it came from.
-        let redactor = self.sandbox.redactor();
-        match result {
-            Ok(text) => Outcome::Result(cap(redactor.redact(&text).into_owned())),
-            Err(error) => Outcome::Error {
-                refused: error.is_refusal(),
-                message: redactor.redact(&error.to_string()).into_owned(),
-            },
-        }
+        outcome(&self.sandbox, result)
     }
 
     async fn run_check(&mut self, name: &str) -> Result<String, ToolError> {
@@ -348,6 +360,55 @@ impl RoleTools {
     }
 }
 
+/// What a tool's result becomes for the model. No secret of pitcrew's environment reaches the
+/// model or the transcript, whichever file or check it came from.
+fn outcome(sandbox: &Sandbox, result: Result<String, ToolError>) -> Outcome {
+    let redactor = sandbox.redactor();
+    match result {
+        Ok(text) => Outcome::Result(cap(redactor.redact(&text).into_owned())),
+        Err(error) => Outcome::Error {
+            refused: error.is_refusal(),
+            message: redactor.redact(&error.to_string()).into_owned(),
+        },
+    }
+}
+
+/// A read-only call, detached from its `RoleTools` so that several run at once.
+#[derive(Debug)]
+pub struct ReadOnlyCall {
+    workspace: Workspace,
+    sandbox: Sandbox,
+    call: ToolCall,
+}
+
+impl ReadOnlyCall {
+    /// Runs it (blocking file reads: run it off the async workers).
+    pub fn run(self) -> Outcome {
+        let args = &self.call.arguments;
+        let text = |key: &str| args.get(key).and_then(Value::as_str);
+        let required = |key: &str| {
+            text(key).ok_or_else(|| ToolError::Failed(format!("`{key}` (a string) is required")))
+        };
+        let result = match self.call.name.as_str() {
+            "read_file" => required("path").and_then(|p| {
+                self.workspace
+                    .read_lines(p, line_arg(args, "start_line"), line_arg(args, "end_line"))
+            }),
+            "list_files" => self.workspace.list_files(text("path")),
+            _ => required("pattern").and_then(|p| self.workspace.search(p, text("path"))),
+        };
+        outcome(&self.sandbox, result)
+    }
+}
+
+/// A one-based line number argument, if given and sensible.
+fn line_arg(args: &Value, key: &str) -> Option<usize> {
+    args.get(key)
+        .and_then(|v| v.as_u64().or_else(|| v.as_str()?.trim().parse().ok()))
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| *n >= 1)
+}
+
 fn cap(text: String) -> String {
     if text.chars().count() <= MAX_RESULT_CHARS {
         return text;
@@ -362,9 +423,14 @@ fn spec(name: &str, checks: &[&String]) -> ToolSpec {
     let object = |properties: Value, required: &[&str]| json!({"type": "object", "properties": properties, "required": required});
     let (description, schema) = match name {
         "read_file" => (
-            "Read a text file of the repository.",
+            "Read a text file of the repository. A long file comes a piece at a time, headed by \
+             the lines it holds; give start_line (and end_line) to read other lines.",
             object(
-                json!({"path": string("Path relative to the repository root")}),
+                json!({
+                    "path": string("Path relative to the repository root"),
+                    "start_line": {"type": "integer", "minimum": 1, "description": "First line to read (1 is the first)"},
+                    "end_line": {"type": "integer", "minimum": 1, "description": "Last line to read"},
+                }),
                 &["path"],
             ),
         ),

@@ -12,10 +12,13 @@ use regex::Regex;
 
 use crate::config::ContextConfig;
 
-/// Files larger than this are not read whole.
-const MAX_READ_BYTES: u64 = 512 * 1024;
+/// Files larger than this are not read at all (a generated file, a data dump).
+const MAX_READ_BYTES: u64 = 16 * 1024 * 1024;
+/// A file longer than this (in lines, or bytes) is answered a piece at a time.
+const PIECE_LINES: usize = 400;
+const PIECE_BYTES: usize = 32 * 1024;
 /// Entries a listing returns at most.
-const MAX_LISTED: usize = 2_000;
+const MAX_LISTED: usize = 500;
 /// Matches a search returns at most.
 const MAX_MATCHES: usize = 200;
 /// Files larger than this are not searched.
@@ -190,7 +193,12 @@ impl Workspace {
             .unwrap_or(false)
     }
 
+    /// The whole text of a file.
     pub fn read_file(&self, path: &str) -> Result<String, ToolError> {
+        self.read_text(path)
+    }
+
+    fn read_text(&self, path: &str) -> Result<String, ToolError> {
         let (_, canonical) = self.readable(path)?;
         let meta =
             std::fs::metadata(&canonical).map_err(|e| ToolError::Failed(format!("{path}: {e}")))?;
@@ -208,6 +216,50 @@ impl Workspace {
         let bytes =
             std::fs::read(&canonical).map_err(|e| ToolError::Failed(format!("{path}: {e}")))?;
         String::from_utf8(bytes).map_err(|_| ToolError::Failed(format!("{path} is not UTF-8 text")))
+    }
+
+    /// What the `read_file` tool answers: the file's text, or with a line range (one-based,
+    /// inclusive) those lines. A file too long for one answer comes in pieces: the first,
+    /// headed by the lines it holds and how to read on, so a long file never floods the
+    /// model's context.
+    pub fn read_lines(
+        &self,
+        path: &str,
+        start_line: Option<usize>,
+        end_line: Option<usize>,
+    ) -> Result<String, ToolError> {
+        let text = self.read_text(path)?;
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        let total = lines.len();
+        let ranged = start_line.is_some() || end_line.is_some();
+        if !ranged && total <= PIECE_LINES && text.len() <= PIECE_BYTES {
+            return Ok(text);
+        }
+        let first = start_line.unwrap_or(1).max(1);
+        if first > total.max(1) {
+            return Err(ToolError::Failed(format!(
+                "{path} has {total} lines; start_line {first} is past its end"
+            )));
+        }
+        let wanted_end = end_line.unwrap_or(first + PIECE_LINES - 1).max(first);
+        let mut piece = String::new();
+        let mut last = first - 1;
+        for line in lines.iter().skip(first - 1).take(wanted_end + 1 - first) {
+            if piece.len() + line.len() > PIECE_BYTES && last >= first {
+                break;
+            }
+            piece.push_str(line);
+            last += 1;
+        }
+        let mut header = format!("[{path}: lines {first}-{last} of {total}");
+        if last < total {
+            header.push_str(&format!(
+                "; read on with start_line={}",
+                last + 1
+            ));
+        }
+        header.push_str("]\n");
+        Ok(header + &piece)
     }
 
     /// Files under `path` (the root by default), one per line, as git sees them: ignored files
@@ -273,6 +325,8 @@ impl Workspace {
             None => PathBuf::new(),
         };
         let mut matches = Vec::new();
+        // Beyond the cap, matches are counted, not shown, so the model knows what it missed.
+        let (mut left_out, mut files_left_out) = (0usize, 0usize);
         'files: for file in self.walk(&start)? {
             let full = self.root.join(&file);
             // Links are not followed: one may lead outside, or into `.git`.
@@ -285,21 +339,33 @@ impl Workspace {
             let Ok(text) = std::fs::read_to_string(&full) else {
                 continue;
             };
+            let mut in_this_file = false;
             for (number, line) in text.lines().enumerate() {
                 if regex.is_match(line) {
+                    if matches.len() >= MAX_MATCHES {
+                        left_out += 1;
+                        if !in_this_file {
+                            files_left_out += 1;
+                            in_this_file = true;
+                        }
+                        continue;
+                    }
                     let line: String = line.chars().take(300).collect();
                     matches.push(format!("{file}:{}: {line}", number + 1));
-                    if matches.len() >= MAX_MATCHES {
-                        matches.push(format!(
-                            "... stopped at {MAX_MATCHES} matches; narrow the search"
-                        ));
-                        break 'files;
-                    }
                 }
+            }
+            if left_out > 100_000 {
+                matches.push("... and too many more to count; narrow the search".into());
+                break 'files;
             }
         }
         if matches.is_empty() {
             return Ok("(no matches)".into());
+        }
+        if left_out > 0 {
+            matches.push(format!(
+                "... and {left_out} more matches in {files_left_out} files; narrow the search"
+            ));
         }
         Ok(matches.join("\n"))
     }
@@ -398,6 +464,30 @@ mod tests {
         };
         let ws = Workspace::new(dir.path(), context).unwrap();
         (dir, ws)
+    }
+
+    #[test]
+    fn long_files_come_in_pieces_and_ranges_are_read() {
+        let (dir, ws) = workspace();
+        let long: String = (1..=1000).map(|n| format!("line {n}\n")).collect();
+        std::fs::write(dir.path().join("src/long.rs"), &long).unwrap();
+        let first = ws.read_lines("src/long.rs", None, None).unwrap();
+        assert!(
+            first.starts_with("[src/long.rs: lines 1-400 of 1000; read on with start_line=401]\nline 1\n"),
+            "{}",
+            &first[..80]
+        );
+        assert!(first.ends_with("line 400\n"));
+        let range = ws.read_lines("src/long.rs", Some(998), Some(2000)).unwrap();
+        assert_eq!(range, "[src/long.rs: lines 998-1000 of 1000]\nline 998\nline 999\nline 1000\n");
+        assert!(ws.read_lines("src/long.rs", Some(5000), None).is_err());
+        // A short file comes whole, as it is.
+        assert_eq!(ws.read_lines("src/lib.rs", None, None).unwrap(), "fn a() {}\nfn b() {}\n");
+        // Searches and listings say what they left out.
+        let many: String = (0..300).map(|n| format!("needle {n}\n")).collect();
+        std::fs::write(dir.path().join("src/many.rs"), many).unwrap();
+        let found = ws.search("needle", None).unwrap();
+        assert!(found.ends_with("... and 100 more matches in 1 files; narrow the search"), "{}", &found[found.len() - 80..]);
     }
 
     #[test]

@@ -10,12 +10,13 @@ use serde_json::json;
 use super::output;
 use crate::agents::sandbox::{Probe, Sandbox};
 use crate::config::{self, Config, ConfigPaths, Role, SandboxMode, SourceReport};
-use crate::model::{CallContext, ChatRequest, Message, Models};
+use crate::model::{CallContext, ChatRequest, Message, Models, ToolSpec, text_calls};
 
 /// The doctor waits at most this long for one model, retries included.
 const CHECK_TIMEOUT_S: f64 = 60.0;
 
-/// The result of one real completion against a model.
+/// The result of one real completion against a model: a tool-call probe, since that is what
+/// the team needs of it.
 #[derive(Debug, Serialize)]
 pub struct ModelCheck {
     pub model: String,
@@ -26,6 +27,14 @@ pub struct ModelCheck {
     pub error: Option<String>,
     /// The model's answer, when it worked.
     pub reply: Option<String>,
+    /// How it called the probe's tool: `native`, `recovered from text (<format>)`, or `none`.
+    pub tool_calls: Option<String>,
+    /// The model the server said answered, when that is not the one configured.
+    pub served_by: Option<String>,
+    /// The context window in force (configured, or the family's).
+    pub context_window: u32,
+    /// Whether its usage reports prompt caching.
+    pub caching_reported: bool,
 }
 
 /// One model as the doctor sees it. Never holds a key, only whether its variable is set.
@@ -122,6 +131,19 @@ pub async fn report(root: &Path) -> Report {
     for check in &checks {
         if let Some(error) = &check.error {
             problems.push(error.clone());
+        } else if check.tool_calls.as_deref() == Some("none") {
+            problems.push(format!(
+                "model `{}`{} did not call the probe's tool, natively or as text: the team's \
+                 roles work only by calling tools. With llama.cpp, start llama-server with \
+                 --jinja (and a chat template that renders tools); with Ollama, use a model \
+                 whose `ollama show` lists tools; or configure another model",
+                check.model,
+                check
+                    .served_by
+                    .as_ref()
+                    .map(|s| format!(" (the server answered as {s})"))
+                    .unwrap_or_default()
+            ));
         }
     }
     let sandbox = Sandbox::new(&config).probe().await;
@@ -163,36 +185,70 @@ async fn check_models(config: &Config) -> Vec<ModelCheck> {
                 attempts: 0,
                 error: Some(err),
                 reply: None,
+                tool_calls: None,
+                served_by: None,
+                context_window: 0,
+                caching_reported: false,
             }];
         }
     };
+    // The probe: the one thing every role must do, call a tool.
+    let probe_tool = ToolSpec {
+        name: "report_health".into(),
+        description: "Report that you are working.".into(),
+        input_schema: serde_json::json!({
+            "type": "object",
+            "properties": {"word": {"type": "string", "description": "The word to report"}},
+            "required": ["word"],
+        }),
+    };
     let request = ChatRequest {
-        system: "You are a health check. Answer with one word.".into(),
-        messages: vec![Message::user("Reply with the single word: ok")],
-        tools: Vec::new(),
-        max_tokens: Some(16),
+        system: "You are a health check. You answer by calling the tool you are given.".into(),
+        messages: vec![Message::user(
+            "Call the report_health tool with word set to \"ok\". Do not answer in text.",
+        )],
+        tools: vec![probe_tool.clone()],
+        max_tokens: Some(64),
     };
     let calls: Vec<_> = models
         .all()
         .cloned()
         .map(|client| {
             let request = request.clone();
+            let probe_tool = probe_tool.clone();
             tokio::spawn(async move {
                 let cancel = tokio_util::sync::CancellationToken::new();
                 let name = client.config().name.clone();
                 let started = std::time::Instant::now();
+                let context_window = client.config().context_window;
                 match client
                     .complete(&request, CallContext::new(Role::Planner), &cancel)
                     .await
                 {
-                    Ok(completion) => ModelCheck {
-                        model: name,
-                        ok: true,
-                        latency_ms: completion.duration.as_millis() as u64,
-                        attempts: completion.attempts,
-                        error: None,
-                        reply: Some(completion.text.chars().take(80).collect()),
-                    },
+                    Ok(completion) => {
+                        let native = completion.tool_calls.iter().any(|c| c.name == "report_health");
+                        let tool_calls = if native {
+                            "native".to_owned()
+                        } else {
+                            match text_calls::recover(&completion.text, std::slice::from_ref(&probe_tool)) {
+                                Some(recovered) => format!("recovered from text ({})", recovered.format),
+                                None => "none".to_owned(),
+                            }
+                        };
+                        let configured = client.config().model.clone();
+                        ModelCheck {
+                            model: name,
+                            ok: tool_calls != "none",
+                            latency_ms: completion.duration.as_millis() as u64,
+                            attempts: completion.attempts,
+                            error: None,
+                            reply: Some(completion.text.chars().take(80).collect()),
+                            tool_calls: Some(tool_calls),
+                            served_by: completion.served_by.filter(|served| *served != configured),
+                            context_window,
+                            caching_reported: completion.usage.cache_reported,
+                        }
+                    }
                     Err(err) => ModelCheck {
                         model: name,
                         ok: false,
@@ -200,6 +256,10 @@ async fn check_models(config: &Config) -> Vec<ModelCheck> {
                         attempts: err.attempts,
                         error: Some(err.to_string()),
                         reply: None,
+                        tool_calls: None,
+                        served_by: None,
+                        context_window,
+                        caching_reported: false,
                     },
                 }
             })
@@ -278,23 +338,38 @@ fn render(report: &Report) -> String {
         ));
     }
     if !report.checks.is_empty() {
-        out.push_str("\nModel checks (one tiny real completion each)\n");
+        out.push_str("\nModel checks (one tiny real completion each: a tool call)\n");
         for check in &report.checks {
             let attempts = format!(
                 "{} attempt{}",
                 check.attempts,
                 if check.attempts == 1 { "" } else { "s" }
             );
-            if check.ok {
-                out.push_str(&format!(
-                    "  {:<12} ok in {} ms ({attempts})\n",
-                    check.model, check.latency_ms
-                ));
-            } else {
-                out.push_str(&format!(
+            match (&check.error, check.tool_calls.as_deref()) {
+                (Some(_), _) => out.push_str(&format!(
                     "  {:<12} FAILED after {} ms ({attempts})\n",
                     check.model, check.latency_ms
-                ));
+                )),
+                (None, calls) => {
+                    out.push_str(&format!(
+                        "  {:<12} answered in {} ms ({attempts}); tool calls: {}; context window {} tokens; caching {}\n",
+                        check.model,
+                        check.latency_ms,
+                        match calls {
+                            Some("none") => "NONE",
+                            Some(how) => how,
+                            None => "-",
+                        },
+                        check.context_window,
+                        if check.caching_reported { "reported" } else { "not reported" },
+                    ));
+                    if let Some(served) = &check.served_by {
+                        out.push_str(&format!(
+                            "  {:<12} the server answered as `{served}`, not the configured model\n",
+                            ""
+                        ));
+                    }
+                }
             }
         }
     }

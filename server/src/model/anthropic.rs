@@ -202,6 +202,7 @@ impl Tokens {
             output: self.output.unwrap_or(0),
             cache_read,
             cache_write,
+            cache_reported: self.cache_read.is_some() || self.cache_write.is_some(),
         })
     }
 }

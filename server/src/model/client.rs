@@ -512,6 +512,7 @@ impl ModelClient {
             estimated,
             cost_usd,
             saved_usd,
+            cache_reported: reported.cache_reported,
         }
     }
 }

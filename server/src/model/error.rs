@@ -94,6 +94,31 @@ impl Failure {
         }
     }
 
+    /// Whether the provider refused the request for not fitting the model's context window:
+    /// OpenAI's `context_length_exceeded`, Anthropic's "prompt is too long", llama.cpp's
+    /// "exceeds the available context size", vLLM's "maximum context length".
+    pub fn is_context_overflow(&self) -> bool {
+        let (message, code) = match self {
+            Failure::Status { message, code, .. } | Failure::InBand { message, code } => {
+                (message.to_ascii_lowercase(), code.as_deref().unwrap_or(""))
+            }
+            _ => return false,
+        };
+        code == "context_length_exceeded"
+            || [
+                "context_length_exceeded",
+                "prompt is too long",
+                "exceeds the available context size",
+                "maximum context length",
+                "context window",
+                "too many tokens",
+                "input is too long",
+                "reduce the length of the messages",
+            ]
+            .iter()
+            .any(|needle| message.contains(needle))
+    }
+
     /// How long the provider asked us to wait, if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

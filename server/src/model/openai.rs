@@ -174,15 +174,13 @@ fn usage(usage: Option<&Value>) -> Option<Reported> {
         .get("completion_tokens")
         .and_then(Value::as_u64)
         .unwrap_or(0);
-    let cache_read = usage["prompt_tokens_details"]["cached_tokens"]
-        .as_u64()
-        .unwrap_or(0)
-        .min(input);
+    let cached = usage["prompt_tokens_details"]["cached_tokens"].as_u64();
     Some(Reported {
         input,
         output,
-        cache_read,
+        cache_read: cached.unwrap_or(0).min(input),
         cache_write: 0,
+        cache_reported: cached.is_some(),
     })
 }
 

@@ -136,6 +136,9 @@ pub struct Usage {
     /// more: a first write), when the model has a price.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saved_usd: Option<f64>,
+    /// Whether the provider reports prompt caching at all (its usage has the fields, even at 0).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cache_reported: bool,
 }
 
 impl Usage {
@@ -152,6 +155,8 @@ pub(crate) struct Reported {
     pub output: u64,
     pub cache_read: u64,
     pub cache_write: u64,
+    /// The usage had the provider's cache fields.
+    pub cache_reported: bool,
 }
 
 /// Who is calling, so that every call can be attributed and budgeted.

@@ -109,7 +109,21 @@ local function check_config(exe, root)
   local reported = {}
   for _, check in ipairs(report.checks or {}) do
     if check.ok then
-      health.ok(string.format('model %s answered in %d ms', check.model, check.latency_ms or 0))
+      health.ok(string.format(
+        'model %s answered in %d ms; tool calls: %s; context window %s tokens; caching %s',
+        check.model,
+        check.latency_ms or 0,
+        check.tool_calls ~= vim.NIL and check.tool_calls or '-',
+        tostring(check.context_window or '?'),
+        check.caching_reported and 'reported' or 'not reported'
+      ))
+      if check.served_by and check.served_by ~= vim.NIL then
+        health.warn(string.format('model %s: the server answered as `%s`, not the configured model', check.model, check.served_by))
+      end
+    elseif check.error == nil or check.error == vim.NIL then
+      reported['__tools__' .. check.model] = true
+      health.error(string.format('model %s did not call the probe\'s tool (tool calls: %s)', check.model, tostring(check.tool_calls)),
+        { 'with llama.cpp, start llama-server with --jinja; with Ollama, use a model that lists tools; or configure another model' })
     else
       reported[check.error or ''] = true
       health.error(string.format('model %s: %s', check.model, check.error ~= vim.NIL and check.error or 'failed'))

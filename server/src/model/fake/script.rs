@@ -80,8 +80,9 @@ pub enum TextCalls {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Matcher {
-    /// `planner`, `implementer`, `reviewer`, `debugger`, or `none` (no tools offered): read
-    /// from the tools the request offers.
+    /// `planner`, `implementer`, `reviewer`, `debugger`, `doctor` (`pitcrew doctor`'s probe),
+    /// or `none` (no tools offered: a summary of a conversation, say): read from the tools the
+    /// request offers.
     pub role: Option<String>,
     /// The task, from the `Task id: <id>` line of the first user message.
     pub task: Option<String>,
@@ -116,6 +117,9 @@ pub struct Entry {
     pub usage: Option<UsageSpec>,
     /// Write the tool calls into the text in this format instead of as native calls.
     pub text_calls: Option<TextCalls>,
+    /// The model the answer says served it (local servers answer as what they loaded,
+    /// whatever the request names); the requested model by default.
+    pub served_as: Option<String>,
     pub fault: Option<Fault>,
     #[serde(default)]
     pub quirks: Vec<Quirk>,
@@ -292,6 +296,7 @@ pub fn facts(protocol: &'static str, body: &Value) -> RequestFacts {
         ("finish", "implementer"),
         ("submit_review", "reviewer"),
         ("submit_diagnosis", "debugger"),
+        ("report_health", "doctor"),
     ]
     .iter()
     .find(|(tool, _)| tool_names.contains(tool))
