@@ -441,9 +441,16 @@ async fn the_probe_tells_native_text_and_absent_tool_calls_and_who_answered() {
     };
     assert_eq!(check("default")["tool_calls"], "native");
     assert_eq!(check("default")["caching_reported"], true);
-    assert_eq!(check("texting")["tool_calls"], "recovered from text (hermes)");
+    assert_eq!(
+        check("texting")["tool_calls"],
+        "recovered from text (hermes)"
+    );
     assert_eq!(check("texting")["served_by"], "smollm2-135m-instruct");
-    assert_eq!(check("texting")["context_window"], 32_768, "qwen2.5's window");
+    assert_eq!(
+        check("texting")["context_window"],
+        32_768,
+        "qwen2.5's window"
+    );
     assert_eq!(check("silent")["tool_calls"], "none");
     assert_eq!(check("silent")["context_window"], 8192);
     let problems = report["problems"].to_string();
@@ -456,8 +463,12 @@ async fn the_probe_tells_native_text_and_absent_tool_calls_and_who_answered() {
     // The same in words.
     let outcome = doctor(dir.path(), &[]).await;
     assert!(
-        outcome.stdout.contains("tool calls: recovered from text (hermes)")
-            && outcome.stdout.contains("the server answered as `smollm2-135m-instruct`"),
+        outcome
+            .stdout
+            .contains("tool calls: recovered from text (hermes)")
+            && outcome
+                .stdout
+                .contains("the server answered as `smollm2-135m-instruct`"),
         "{}",
         outcome.stdout
     );

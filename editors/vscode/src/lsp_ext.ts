@@ -50,7 +50,11 @@ export interface PlanSnapshot {
   /** Grows with every saved change: of two snapshots of a plan, keep the higher. */
   revision: number;
   tokens: number;
+  /** Of `tokens`, read from a prompt cache. */
+  cachedTokens: number;
   costUsd: number;
+  /** What prompt caching saved, in US dollars. */
+  savedUsd: number;
   outcome: string | null;
   /** Whether the server is running it now (an interrupted plan is unfinished and not running). */
   running: boolean;
@@ -108,7 +112,11 @@ export interface TaskSummary {
   round: number;
   findings: number;
   tokens: number;
+  /** Of `tokens`, read from a prompt cache. */
+  cachedTokens: number;
   costUsd: number;
+  /** What prompt caching saved, in US dollars. */
+  savedUsd: number;
   startedAt: string | null;
   finishedAt: string | null;
   error: string | null;

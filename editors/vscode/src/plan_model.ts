@@ -97,15 +97,20 @@ export function formatCost(usd: number): string {
   return usd < 0.01 ? '<$0.01' : `$${usd.toFixed(2)}`;
 }
 
-/** `12.3k tok · $0.04`, or `` when nothing was spent. */
-export function formatSpend(tokens: number, costUsd: number): string {
+/**
+ * `12.3k tok · $0.04`, or `` when nothing was spent; with what the prompt cache served and
+ * saved: `12.3k tok (9k cached) · $0.04 (saved $0.10)`.
+ */
+export function formatSpend(tokens: number, costUsd: number, cachedTokens = 0, savedUsd = 0): string {
   const parts: string[] = [];
   if (tokens > 0) {
-    parts.push(`${formatTokens(tokens)} tok`);
+    const cached = cachedTokens > 0 ? ` (${formatTokens(cachedTokens)} cached)` : '';
+    parts.push(`${formatTokens(tokens)} tok${cached}`);
   }
   const cost = formatCost(costUsd);
   if (cost !== '') {
-    parts.push(cost);
+    const saved = formatCost(savedUsd);
+    parts.push(saved !== '' && savedUsd > 0 ? `${cost} (saved ${saved})` : cost);
   }
   return parts.join(' · ');
 }
@@ -215,7 +220,7 @@ function planSpec(plan: PlanSnapshot, index: number): ItemSpec {
     '',
     `Plan \`${plan.planId}\`: ${state}${plan.outcome ? ` — ${escapeMarkdown(plan.outcome)}` : ''}`,
     '',
-    `${plan.tasks.length} task${plan.tasks.length === 1 ? '' : 's'} · ${formatSpend(plan.tokens, plan.costUsd) || 'nothing spent yet'}`,
+    `${plan.tasks.length} task${plan.tasks.length === 1 ? '' : 's'} · ${formatSpend(plan.tokens, plan.costUsd, plan.cachedTokens, plan.savedUsd) || 'nothing spent yet'}`,
   ];
   if (plan.question !== null) {
     lines.push('', `Question: ${escapeMarkdown(plan.question.text)}`);
@@ -436,7 +441,7 @@ export function taskMarkdown(detail: TaskDetail): string {
     '',
     `Task \`${detail.taskId}\` (${detail.kind}) — ${statusLabel(detail.status)}${detail.role ? `, ${detail.role}` : ''}`,
     '',
-    `Spend: ${formatSpend(detail.tokens, detail.costUsd) || 'nothing yet'}`,
+    `Spend: ${formatSpend(detail.tokens, detail.costUsd, detail.cachedTokens, detail.savedUsd) || 'nothing yet'}`,
   ];
   if (detail.dependsOn.length > 0) {
     lines.push('', `Depends on: ${detail.dependsOn.map((d) => `\`${shortTaskId(d)}\``).join(', ')}`);

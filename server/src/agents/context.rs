@@ -188,7 +188,11 @@ impl Conversation {
                     let shown: String = content.chars().take(SUMMARY_RESULT_BYTES).collect();
                     format!(
                         "[{}]\n{shown}{}\n",
-                        if *is_error { "tool error" } else { "tool result" },
+                        if *is_error {
+                            "tool error"
+                        } else {
+                            "tool result"
+                        },
                         if shown.len() < content.len() {
                             " [...]"
                         } else {

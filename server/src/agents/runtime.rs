@@ -89,7 +89,9 @@ impl AgentContext {
             role: self.role,
             message: message.into(),
             tokens: spend.tokens(),
+            cached_tokens: spend.cache_read_tokens,
             cost_usd: spend.cost_usd,
+            saved_usd: spend.saved_usd,
         });
     }
 
@@ -208,8 +210,9 @@ pub async fn run(
             && completion.stop != StopReason::MaxTokens
             && let Some(recovered) = text_calls::recover(&completion.text, &specs)
         {
-            context.store.journal(
-                &context.journal("tool_calls_recovered").reason(format!(
+            context
+                .store
+                .journal(&context.journal("tool_calls_recovered").reason(format!(
                     "{} call(s) written as text in the {} format: {}",
                     recovered.calls.len(),
                     recovered.format,
@@ -219,8 +222,7 @@ pub async fn run(
                         .map(|c| c.name.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
-                )),
-            );
+                )));
             calls = recovered.calls;
         }
         context.transcript(json!({
@@ -409,11 +411,12 @@ async fn compact(
         }
     };
     conversation.compact(&summary, &changed);
-    context.store.journal(
-        &context
-            .journal("context_compacted")
-            .reason(format!("the earlier turns became a summary of {} bytes", summary.len())),
-    );
+    context
+        .store
+        .journal(&context.journal("context_compacted").reason(format!(
+            "the earlier turns became a summary of {} bytes",
+            summary.len()
+        )));
     context.transcript(json!({"type": "compacted", "summary": summary}));
     Ok(())
 }

@@ -391,8 +391,11 @@ impl ReadOnlyCall {
         };
         let result = match self.call.name.as_str() {
             "read_file" => required("path").and_then(|p| {
-                self.workspace
-                    .read_lines(p, line_arg(args, "start_line"), line_arg(args, "end_line"))
+                self.workspace.read_lines(
+                    p,
+                    line_arg(args, "start_line"),
+                    line_arg(args, "end_line"),
+                )
             }),
             "list_files" => self.workspace.list_files(text("path")),
             _ => required("pattern").and_then(|p| self.workspace.search(p, text("path"))),

@@ -253,10 +253,7 @@ impl Workspace {
         }
         let mut header = format!("[{path}: lines {first}-{last} of {total}");
         if last < total {
-            header.push_str(&format!(
-                "; read on with start_line={}",
-                last + 1
-            ));
+            header.push_str(&format!("; read on with start_line={}", last + 1));
         }
         header.push_str("]\n");
         Ok(header + &piece)
@@ -473,21 +470,33 @@ mod tests {
         std::fs::write(dir.path().join("src/long.rs"), &long).unwrap();
         let first = ws.read_lines("src/long.rs", None, None).unwrap();
         assert!(
-            first.starts_with("[src/long.rs: lines 1-400 of 1000; read on with start_line=401]\nline 1\n"),
+            first.starts_with(
+                "[src/long.rs: lines 1-400 of 1000; read on with start_line=401]\nline 1\n"
+            ),
             "{}",
             &first[..80]
         );
         assert!(first.ends_with("line 400\n"));
         let range = ws.read_lines("src/long.rs", Some(998), Some(2000)).unwrap();
-        assert_eq!(range, "[src/long.rs: lines 998-1000 of 1000]\nline 998\nline 999\nline 1000\n");
+        assert_eq!(
+            range,
+            "[src/long.rs: lines 998-1000 of 1000]\nline 998\nline 999\nline 1000\n"
+        );
         assert!(ws.read_lines("src/long.rs", Some(5000), None).is_err());
         // A short file comes whole, as it is.
-        assert_eq!(ws.read_lines("src/lib.rs", None, None).unwrap(), "fn a() {}\nfn b() {}\n");
+        assert_eq!(
+            ws.read_lines("src/lib.rs", None, None).unwrap(),
+            "fn a() {}\nfn b() {}\n"
+        );
         // Searches and listings say what they left out.
         let many: String = (0..300).map(|n| format!("needle {n}\n")).collect();
         std::fs::write(dir.path().join("src/many.rs"), many).unwrap();
         let found = ws.search("needle", None).unwrap();
-        assert!(found.ends_with("... and 100 more matches in 1 files; narrow the search"), "{}", &found[found.len() - 80..]);
+        assert!(
+            found.ends_with("... and 100 more matches in 1 files; narrow the search"),
+            "{}",
+            &found[found.len() - 80..]
+        );
     }
 
     #[test]

@@ -226,12 +226,20 @@ async fn check_models(config: &Config) -> Vec<ModelCheck> {
                     .await
                 {
                     Ok(completion) => {
-                        let native = completion.tool_calls.iter().any(|c| c.name == "report_health");
+                        let native = completion
+                            .tool_calls
+                            .iter()
+                            .any(|c| c.name == "report_health");
                         let tool_calls = if native {
                             "native".to_owned()
                         } else {
-                            match text_calls::recover(&completion.text, std::slice::from_ref(&probe_tool)) {
-                                Some(recovered) => format!("recovered from text ({})", recovered.format),
+                            match text_calls::recover(
+                                &completion.text,
+                                std::slice::from_ref(&probe_tool),
+                            ) {
+                                Some(recovered) => {
+                                    format!("recovered from text ({})", recovered.format)
+                                }
                                 None => "none".to_owned(),
                             }
                         };

@@ -19,7 +19,7 @@ use super::output;
 use crate::config::{self, ConfigPaths, Role};
 use crate::git::{self, GitRepo};
 use crate::model::Models;
-use crate::team::plan::{Escalation, Plan, PlanStatus, TaskStatus, Verdict};
+use crate::team::plan::{Escalation, Plan, PlanStatus, TaskStatus, Verdict, spend_words};
 use crate::team::store::JournalEntry;
 use crate::team::{self, Command, Event, Store, TeamContext};
 
@@ -525,10 +525,12 @@ impl Renderer {
                 role,
                 message,
                 tokens,
+                cached_tokens,
                 cost_usd,
+                saved_usd,
                 ..
             } => {
-                let spend = spend_text(*tokens, *cost_usd);
+                let spend = spend_words(*tokens, *cached_tokens, *cost_usd, *saved_usd);
                 match self.agents.get(&(task.clone(), *role)) {
                     Some(bar) => bar.set_message(format!("{message} · {spend}")),
                     None if self.bars.is_none() => output::line(&format!(
@@ -614,19 +616,6 @@ fn agent_label(task: &str, role: Role) -> String {
     }
 }
 
-fn spend_text(tokens: u64, cost_usd: f64) -> String {
-    let tokens = if tokens >= 1_000 {
-        format!("{:.1}k tok", tokens as f64 / 1000.0)
-    } else {
-        format!("{tokens} tok")
-    };
-    if cost_usd > 0.0 {
-        format!("{tokens} ${cost_usd:.4}")
-    } else {
-        tokens
-    }
-}
-
 /// The task graph of a plan that has not run yet.
 fn plan_summary(plan: &Plan) -> String {
     if plan.tasks.is_empty() {
@@ -690,7 +679,12 @@ pub fn summary(plan: &Plan, applied: Option<&git::apply::ApplyReport>, seconds: 
             } else {
                 checks.join(", ")
             },
-            spend_text(task.spend.tokens(), task.spend.cost_usd),
+            spend_words(
+                task.spend.tokens(),
+                task.spend.cache_read_tokens,
+                task.spend.cost_usd,
+                task.spend.saved_usd
+            ),
             task.error
                 .as_ref()
                 .map(|e| format!("\n      {e}"))
@@ -706,9 +700,17 @@ pub fn summary(plan: &Plan, applied: Option<&git::apply::ApplyReport>, seconds: 
         ));
     }
     out.push_str(&format!(
-        "  spent: {} tokens ({} in, {} out{}) in {} model calls{}; {seconds:.1} s\n",
+        "  spent: {} tokens ({} in{}, {} out{}) in {} model calls{}; {seconds:.1} s\n",
         plan.spend.tokens(),
         plan.spend.input_tokens,
+        if plan.spend.cache_read_tokens > 0 {
+            format!(
+                " of which {} read from the prompt cache",
+                plan.spend.cache_read_tokens
+            )
+        } else {
+            String::new()
+        },
         plan.spend.output_tokens,
         if plan.spend.estimated {
             ", some estimated"
@@ -717,7 +719,15 @@ pub fn summary(plan: &Plan, applied: Option<&git::apply::ApplyReport>, seconds: 
         },
         plan.spend.calls,
         if plan.spend.cost_usd > 0.0 {
-            format!(", ${:.4}", plan.spend.cost_usd)
+            format!(
+                ", ${:.4}{}",
+                plan.spend.cost_usd,
+                if plan.spend.saved_usd > 0.0 {
+                    format!(" (caching saved ${:.4})", plan.spend.saved_usd)
+                } else {
+                    String::new()
+                }
+            )
         } else {
             String::new()
         },

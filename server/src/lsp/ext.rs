@@ -60,7 +60,11 @@ pub struct PlanSnapshot {
     /// `pitcrew/plans` answer can arrive after a newer `pitcrew/planChanged`).
     pub revision: u64,
     pub tokens: u64,
+    /// Of `tokens`, read from a prompt cache.
+    pub cached_tokens: u64,
     pub cost_usd: f64,
+    /// What prompt caching saved, in US dollars.
+    pub saved_usd: f64,
     pub outcome: Option<String>,
     /// Whether this server is running it now (a plan can be unfinished and not running, when
     /// it was interrupted; `pitcrew.retry` resumes it).
@@ -115,7 +119,11 @@ pub struct TaskSummary {
     pub round: u32,
     pub findings: usize,
     pub tokens: u64,
+    /// Of `tokens`, read from a prompt cache.
+    pub cached_tokens: u64,
     pub cost_usd: f64,
+    /// What prompt caching saved, in US dollars.
+    pub saved_usd: f64,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub error: Option<String>,
@@ -328,7 +336,9 @@ mod tests {
                 round: 0,
                 findings: 1,
                 tokens: 0,
+                cached_tokens: 0,
                 cost_usd: 0.0,
+                saved_usd: 0.0,
                 started_at: None,
                 finished_at: None,
                 error: None,

@@ -104,8 +104,7 @@ impl Budget {
                 Err(exceeded) => {
                     // Told at every crossing, the first and any left after a raise (spending
                     // went on meanwhile): otherwise nobody asks, and everyone waits.
-                    if let Some(alerts) = &*self.alerts.lock().unwrap_or_else(|p| p.into_inner())
-                    {
+                    if let Some(alerts) = &*self.alerts.lock().unwrap_or_else(|p| p.into_inner()) {
                         let _ = alerts.send(exceeded.clone());
                     }
                     waited.get_or_insert_with(|| exceeded.clone());

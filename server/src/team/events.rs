@@ -35,7 +35,13 @@ pub enum Event {
         role: Role,
         message: String,
         tokens: u64,
+        /// Of `tokens`, read from a prompt cache.
+        #[serde(default)]
+        cached_tokens: u64,
         cost_usd: f64,
+        /// What the cache saved, in US dollars.
+        #[serde(default)]
+        saved_usd: f64,
     },
     /// An agent stopped work on a task (LSP: `$/progress` end).
     AgentFinished {

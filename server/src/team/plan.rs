@@ -224,6 +224,28 @@ pub struct Spend {
     pub estimated: bool,
 }
 
+/// Spend in words for progress lines: "1.2k tok (800 cached) $0.0123, $0.0040 saved".
+pub fn spend_words(tokens: u64, cached_tokens: u64, cost_usd: f64, saved_usd: f64) -> String {
+    let amount = |n: u64| {
+        if n >= 1_000 {
+            format!("{:.1}k", n as f64 / 1000.0)
+        } else {
+            n.to_string()
+        }
+    };
+    let mut words = format!("{} tok", amount(tokens));
+    if cached_tokens > 0 {
+        words.push_str(&format!(" ({} cached)", amount(cached_tokens)));
+    }
+    if cost_usd > 0.0 {
+        words.push_str(&format!(" ${cost_usd:.4}"));
+        if saved_usd > 0.0 {
+            words.push_str(&format!(", ${saved_usd:.4} saved"));
+        }
+    }
+    words
+}
+
 impl Spend {
     pub fn add(&mut self, usage: &Usage) {
         self.calls += 1;

@@ -161,6 +161,7 @@ test('numbers read short', () => {
   assert.equal(model.formatCost(0), '');
   assert.equal(model.formatCost(1.5), '$1.50');
   assert.equal(model.formatSpend(0, 0), '');
+  assert.equal(model.formatSpend(9_300, 0.04, 8_000, 0.1), '9.3k tok (8k cached) · $0.04 (saved $0.10)');
 });
 
 test('a task without changes reads as a document', () => {

@@ -24,6 +24,7 @@ use crate::config::Role;
 use crate::lsp::ext::{PlanChanged, PlanChangedParams};
 use crate::lsp::state::GlobalState;
 use crate::team::plan::Escalation;
+use crate::team::plan::spend_words;
 use crate::team::{Command, Event, PlanStatus};
 
 /// How long the client has to create a progress token.
@@ -96,10 +97,13 @@ impl Bridge {
                 role,
                 message,
                 tokens,
+                cached_tokens,
                 cost_usd,
+                saved_usd,
             } => {
                 if let Some(agent) = self.agents.get(&(plan, task, role)) {
-                    let _ = agent.send(Step::Report(spend_line(&message, tokens, cost_usd)));
+                    let spend = spend_words(tokens, cached_tokens, cost_usd, saved_usd);
+                    let _ = agent.send(Step::Report(format!("{message} · {spend}")));
                 }
             }
             Event::AgentFinished {
@@ -263,15 +267,6 @@ impl Bridge {
         };
         let client = self.client.clone();
         tokio::spawn(async move { client.show_message(kind, message).await });
-    }
-}
-
-/// "what it does · 1234 tokens · $0.0123"
-fn spend_line(message: &str, tokens: u64, cost_usd: f64) -> String {
-    if cost_usd > 0.0 {
-        format!("{message} · {tokens} tokens · ${cost_usd:.4}")
-    } else {
-        format!("{message} · {tokens} tokens")
     }
 }
 

@@ -637,7 +637,10 @@ async fn model_request(
     };
     let mut answer = Answer {
         id: format!("fake-{serial}"),
-        model: entry.served_as.clone().unwrap_or_else(|| facts.model.clone()),
+        model: entry
+            .served_as
+            .clone()
+            .unwrap_or_else(|| facts.model.clone()),
         text: entry.text.clone().unwrap_or_default(),
         calls: entry
             .tool_calls
