@@ -121,6 +121,7 @@ struct ModelLayer {
     max_concurrent: Option<u32>,
     max_tokens: Option<u32>,
     context_window: Option<u32>,
+    prompt_caching: Option<bool>,
     stream: Option<bool>,
     max_retries: Option<u32>,
     retry_base_delay_s: Option<f64>,
@@ -228,6 +229,9 @@ pub struct ModelConfig {
     /// How many tokens a request may hold, prompt and answer together: configured, or the
     /// model family's known window (`context_window_of`).
     pub context_window: u32,
+    /// Mark cache breakpoints in requests (Anthropic); on by default. OpenAI-compatible servers
+    /// cache by themselves.
+    pub prompt_caching: bool,
     pub stream: bool,
     /// Retries after the first attempt, for failures that may pass.
     pub max_retries: u32,
@@ -961,6 +965,7 @@ fn resolve(layer: &ConfigLayer, layers: &[(String, Value)]) -> Result<Config, Ve
                 .context_window
                 .unwrap_or_else(|| context_window_of(&model.model.clone().unwrap_or_default()))
                 .max(1024),
+            prompt_caching: model.prompt_caching.unwrap_or(true),
             stream: model.stream.unwrap_or(true),
             max_retries: model.max_retries.unwrap_or(4).min(100),
             retry_base_delay_s: positive(

@@ -83,6 +83,7 @@ pub fn body(model: &ModelConfig, request: &ChatRequest, stream: bool) -> Value {
     // is tools, then system, then messages; four breakpoints at most.
     let ephemeral = json!({"type": "ephemeral"});
     let marked: Vec<usize> = match messages.len() {
+        _ if !model.prompt_caching => Vec::new(),
         0 => Vec::new(),
         1 | 2 => vec![messages.len() - 1],
         n => vec![n - 3, n - 1],
@@ -102,9 +103,11 @@ pub fn body(model: &ModelConfig, request: &ChatRequest, stream: bool) -> Value {
         "stream": stream,
     });
     if !request.system.trim().is_empty() {
-        body["system"] = json!([
-            {"type": "text", "text": request.system, "cache_control": ephemeral}
-        ]);
+        body["system"] = if model.prompt_caching {
+            json!([{"type": "text", "text": request.system, "cache_control": ephemeral}])
+        } else {
+            json!(request.system)
+        };
     }
     if !request.tools.is_empty() {
         let mut tools: Vec<Value> = request
@@ -112,7 +115,7 @@ pub fn body(model: &ModelConfig, request: &ChatRequest, stream: bool) -> Value {
             .iter()
             .map(|tool| json!({"name": tool.name, "description": tool.description, "input_schema": tool.input_schema}))
             .collect();
-        if let Some(last) = tools.last_mut() {
+        if let Some(last) = tools.last_mut().filter(|_| model.prompt_caching) {
             last["cache_control"] = ephemeral;
         }
         body["tools"] = Value::Array(tools);
@@ -448,6 +451,7 @@ mod tests {
             max_concurrent: 1,
             max_tokens: 100,
             context_window: 32_768,
+            prompt_caching: true,
             stream: true,
             max_retries: 0,
             retry_base_delay_s: 0.1,

@@ -476,6 +476,7 @@ mod tests {
             max_concurrent: 1,
             max_tokens: 100,
             context_window: 32_768,
+            prompt_caching: true,
             stream: true,
             max_retries: 0,
             retry_base_delay_s: 0.1,
