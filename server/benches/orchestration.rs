@@ -145,6 +145,7 @@ fn script(tasks: &[(String, Vec<String>)], latency_ms: u64) -> Script {
                 cache_write_tokens: 0,
             }),
             context_window: None,
+            serves: Vec::new(),
         },
         responses,
     }

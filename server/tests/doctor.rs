@@ -473,3 +473,71 @@ async fn the_probe_tells_native_text_and_absent_tool_calls_and_who_answered() {
         outcome.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_model_a_local_server_really_loaded_is_named_from_its_model_list() {
+    // llama.cpp answers every request under the name the request gave; only its model list
+    // says what it loaded. A hosted server that lists many models, not the configured one, is
+    // named too; one that lists the configured model says nothing.
+    let serving = |serves: &[&str]| Script {
+        defaults: pitcrew::model::fake::Defaults {
+            serves: serves.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        },
+        responses: vec![Entry {
+            repeat: true,
+            ..ok_entry()
+        }],
+    };
+    let llama = FakeModel::start(serving(&["SmolLM2-135M-Instruct.Q4_1.gguf"]))
+        .await
+        .unwrap();
+    let hosted = FakeModel::start(serving(&["gpt-4o", "gpt-4.1", "o3"]))
+        .await
+        .unwrap();
+    let ollama = FakeModel::start(serving(&["llama3.2:latest", "qwen2.5-coder:7b"]))
+        .await
+        .unwrap();
+    let dir = workspace(&format!(
+        "[models.default]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"qwen2.5-coder-7b\"\n\
+         [models.hosted]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"gpt-5\"\n\
+         [models.ollama]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"llama3.2\"\n",
+        llama.openai_base_url(),
+        hosted.openai_base_url(),
+        ollama.openai_base_url(),
+    ));
+    let outcome = doctor(dir.path(), &["--json"]).await;
+    let report: Value = serde_json::from_str(&outcome.stdout).unwrap();
+    let check = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["model"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        check("default")["served_by"],
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "{report:#}"
+    );
+    assert_eq!(check("hosted")["served_by"], Value::Null, "{report:#}");
+    assert_eq!(
+        check("hosted")["unlisted_among"],
+        serde_json::json!(["gpt-4o", "gpt-4.1", "o3"])
+    );
+    assert_eq!(check("ollama")["served_by"], Value::Null, "{report:#}");
+    assert_eq!(check("ollama")["unlisted_among"], serde_json::json!([]));
+    let outcome = doctor(dir.path(), &[]).await;
+    for expected in [
+        "the server answered as `SmolLM2-135M-Instruct.Q4_1.gguf`, not the configured model",
+        "the server does not list the configured model; it lists gpt-4o, gpt-4.1, o3",
+    ] {
+        assert!(
+            outcome.stdout.contains(expected),
+            "{expected:?} in\n{}",
+            outcome.stdout
+        );
+    }
+}

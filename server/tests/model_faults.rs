@@ -30,7 +30,7 @@ fn config(provider: Provider, fake: &FakeModel, stream: bool) -> ModelConfig {
         max_concurrent: 8,
         max_tokens: 256,
         context_window: 32_768,
-            prompt_caching: true,
+        prompt_caching: true,
         stream,
         max_retries: 3,
         retry_base_delay_s: 0.01,

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod fake;
+pub mod llama;
 pub mod repo;
 pub mod team;
 pub mod text_model;

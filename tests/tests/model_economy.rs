@@ -49,7 +49,9 @@ fn tool_calls_written_as_text_in_every_format_are_recovered() {
         .collect();
     for format in ["hermes", "mistral", "llama", "json"] {
         assert!(
-            formats.iter().any(|r| r.contains(&format!("the {format} format"))),
+            formats
+                .iter()
+                .any(|r| r.contains(&format!("the {format} format"))),
             "{format} in {formats:?}"
         );
     }
@@ -89,9 +91,41 @@ fn a_model_that_never_calls_a_tool_is_stopped_after_three_turns_with_the_reason(
 }
 
 #[test]
+fn a_model_whose_calls_fit_no_tool_is_stopped_after_three_turns_with_the_reason() {
+    // A small model that calls a tool it was never given, turn after turn.
+    let scenario = TeamScenario::new(
+        &[("check.sh", CHECK)],
+        vec![json!({
+            "when": {"role": "planner"},
+            "tool_calls": [{"name": "bash", "arguments": {"command": "ls"}}],
+            "repeat": true,
+        })],
+        "",
+        "test = \"sh check.sh\"",
+    );
+    let outcome = scenario.run("Write a", &[]);
+    assert_ne!(outcome.code, Some(0), "{}", outcome.all());
+    assert_eq!(scenario.fake.requests_of("planner", None).len(), 3);
+    // What the user reads: the escalation's question, as the run prints it.
+    let said = outcome.all();
+    for expected in [
+        "the planner could not plan: the model fake answered 3 turns in a row with tool calls that do not fit the planner's tools",
+        "(the last: `bash`, which is not one of its tools)",
+        "pitcrew doctor",
+    ] {
+        assert!(said.contains(expected), "missing {expected:?} in {said}");
+    }
+    // Each refusal went back to the model and into the journal before it stopped.
+    let refused = journal_events(&scenario.journal(), "tool_refused").len();
+    assert_eq!(refused, 2, "the two turns before the stop");
+}
+
+#[test]
 fn a_long_task_stays_inside_a_small_context_window() {
     // A file that alone fills most of the window the model is configured with.
-    let big: String = (0..700).map(|n| format!("line {n} of a long file\n")).collect();
+    let big: String = (0..700)
+        .map(|n| format!("line {n} of a long file\n"))
+        .collect();
     let read = |n: u32| {
         calls(
             "implementer",
@@ -152,8 +186,14 @@ fn a_long_task_stays_inside_a_small_context_window() {
         .find(|body| body.contains("Where your work stands"))
         .expect("a request after the compaction");
     assert!(after.contains("Read big.txt lines 1-600"), "{after}");
-    assert!(after.contains("Files you have changed so far: notes.txt"), "{after}");
-    assert!(after.contains("Read big.txt, then write a.txt"), "the task is kept");
+    assert!(
+        after.contains("Files you have changed so far: notes.txt"),
+        "{after}"
+    );
+    assert!(
+        after.contains("Read big.txt, then write a.txt"),
+        "the task is kept"
+    );
     // Every request fit the window.
     let largest = requests
         .iter()
@@ -165,7 +205,9 @@ fn a_long_task_stays_inside_a_small_context_window() {
 
 #[test]
 fn a_context_length_error_compacts_and_retries_once() {
-    let big: String = (0..500).map(|n| format!("line {n} of a long file\n")).collect();
+    let big: String = (0..500)
+        .map(|n| format!("line {n} of a long file\n"))
+        .collect();
     let scenario = TeamScenario::new(
         &[("check.sh", CHECK), ("big.txt", &big)],
         Vec::new(),
@@ -248,16 +290,28 @@ fn prompt_caching_is_reported_priced_and_shown() {
         .filter(|e| e["task"] == "a" && e["role"] == "implementer")
         .collect();
     assert!(
-        calls.iter().any(|e| e["cache_write_tokens"].as_u64() > Some(0)),
+        calls
+            .iter()
+            .any(|e| e["cache_write_tokens"].as_u64() > Some(0)),
         "the prefix was written to the cache: {calls:#?}"
     );
     assert!(
-        calls.iter().any(|e| e["cache_read_tokens"].as_u64() > Some(0)),
+        calls
+            .iter()
+            .any(|e| e["cache_read_tokens"].as_u64() > Some(0)),
         "and read back on later turns: {calls:#?}"
     );
     let plan = scenario.plan();
-    assert!(plan["spend"]["cache_read_tokens"].as_u64() > Some(0), "{:#}", plan["spend"]);
-    assert!(plan["spend"]["saved_usd"].as_f64() > Some(0.0), "{:#}", plan["spend"]);
+    assert!(
+        plan["spend"]["cache_read_tokens"].as_u64() > Some(0),
+        "{:#}",
+        plan["spend"]
+    );
+    assert!(
+        plan["spend"]["saved_usd"].as_f64() > Some(0.0),
+        "{:#}",
+        plan["spend"]
+    );
     assert!(
         outcome.stdout.contains("read from the prompt cache")
             && outcome.stdout.contains("caching saved $"),
@@ -312,7 +366,11 @@ fn the_reads_of_one_turn_come_back_in_order() {
         .collect();
     assert_eq!(results.len(), 4, "{results:?}");
     assert_eq!(results[0], "first file\n");
-    assert!(results[1].contains("three.txt:1: third file"), "{}", results[1]);
+    assert!(
+        results[1].contains("three.txt:1: third file"),
+        "{}",
+        results[1]
+    );
     assert_eq!(results[2], "third file\n");
     assert!(results[3].contains("two.txt"), "{}", results[3]);
 }

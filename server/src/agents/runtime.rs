@@ -42,6 +42,22 @@ pub enum AgentError {
         served_by: Option<String>,
         role: Role,
     },
+    /// The model called tools turn after turn, none of them one it has or with arguments
+    /// that parse: it cannot follow the tool schemas.
+    #[error(
+        "the model {model}{} answered {turns} turns in a row with tool calls that do not fit \
+         the {role}'s tools (the last: {last}), so the {role} stopped: it probably cannot \
+         follow tool schemas. Configure a stronger model for the {role} (`pitcrew doctor` \
+         tests each model's tool calls)",
+        served_by.as_ref().map(|s| format!(" (the server answered as {s})")).unwrap_or_default()
+    )]
+    MalformedCalls {
+        turns: u32,
+        model: String,
+        served_by: Option<String>,
+        role: Role,
+        last: String,
+    },
     #[error("cancelled")]
     Cancelled,
     /// The role could not do its job (an invalid plan twice, say).
@@ -104,7 +120,8 @@ impl AgentContext {
 }
 
 /// Turns in a row without a tool call after which an agent stops: its model cannot call tools
-/// here, and more turns would only spend tokens.
+/// here, and more turns would only spend tokens. The same bound holds for turns whose every
+/// call names no tool of the role or has arguments that do not parse.
 pub const SILENT_TURNS: u32 = 3;
 
 /// Runs the loop until the terminal tool is called.
@@ -122,6 +139,7 @@ pub async fn run(
     // What a request may hold: the window less the answer's room.
     let room = u64::from(model.context_window).saturating_sub(u64::from(model.max_tokens));
     let mut silent = 0;
+    let mut malformed = 0;
     let mut overflowed = false;
     let mut turn = 0;
     while turn < context.max_turns {
@@ -260,6 +278,35 @@ pub async fn run(
             continue;
         }
         silent = 0;
+        // Calls that fit no tool, turn after turn: the model cannot follow the schemas.
+        let names = tools.names();
+        let misfit = |call: &crate::model::ToolCall| {
+            if !names.contains(&call.name.as_str()) {
+                Some(format!("`{}`, which is not one of its tools", call.name))
+            } else {
+                call.invalid_arguments
+                    .as_ref()
+                    .map(|why| format!("`{}`: {why}", call.name))
+            }
+        };
+        match calls.iter().map(misfit).collect::<Option<Vec<String>>>() {
+            Some(misfits) => {
+                malformed += 1;
+                if malformed >= SILENT_TURNS {
+                    return Err(AgentError::MalformedCalls {
+                        turns: malformed,
+                        model: completion.model.clone(),
+                        served_by: completion
+                            .served_by
+                            .clone()
+                            .filter(|served| *served != completion.model),
+                        role: context.role,
+                        last: misfits.last().cloned().unwrap_or_default(),
+                    });
+                }
+            }
+            None => malformed = 0,
+        }
         let mut index = 0;
         while index < calls.len() {
             // The reads of a turn run at once, their results kept in order.

@@ -29,8 +29,12 @@ pub struct ModelCheck {
     pub reply: Option<String>,
     /// How it called the probe's tool: `native`, `recovered from text (<format>)`, or `none`.
     pub tool_calls: Option<String>,
-    /// The model the server said answered, when that is not the one configured.
+    /// The model the server said answered, or the one model it lists, when that is not the
+    /// one configured.
     pub served_by: Option<String>,
+    /// The models the server lists (`GET …/models`), when it lists several and not the one
+    /// configured: a request may fail, or be answered by another model.
+    pub unlisted_among: Vec<String>,
     /// The context window in force (configured, or the family's).
     pub context_window: u32,
     /// Whether its usage reports prompt caching.
@@ -169,7 +173,22 @@ pub async fn report(root: &Path) -> Report {
     }
 }
 
-/// Makes one tiny completion per configured model, all at once.
+/// Whether a name a server gives is the configured model: the same, Ollama's `:latest` tag,
+/// or a dated snapshot of an alias (`claude-sonnet-4-5-20250929` for `claude-sonnet-4-5`).
+fn same_model(served: &str, configured: &str) -> bool {
+    served == configured
+        || served.strip_suffix(":latest") == Some(configured)
+        || configured.strip_suffix(":latest") == Some(served)
+        || served
+            .strip_prefix(configured)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|date| {
+                date.len() >= 8 && date.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+            })
+}
+
+/// Makes one tiny completion per configured model, all at once, and asks each server which
+/// models it lists.
 async fn check_models(config: &Config) -> Vec<ModelCheck> {
     let mut bounded = config.clone();
     for model in bounded.models.values_mut() {
@@ -187,6 +206,7 @@ async fn check_models(config: &Config) -> Vec<ModelCheck> {
                 reply: None,
                 tool_calls: None,
                 served_by: None,
+                unlisted_among: Vec::new(),
                 context_window: 0,
                 caching_reported: false,
             }];
@@ -221,10 +241,14 @@ async fn check_models(config: &Config) -> Vec<ModelCheck> {
                 let name = client.config().name.clone();
                 let started = std::time::Instant::now();
                 let context_window = client.config().context_window;
-                match client
-                    .complete(&request, CallContext::new(Role::Planner), &cancel)
-                    .await
-                {
+                let (answer, listed) = tokio::join!(
+                    client.complete(&request, CallContext::new(Role::Planner), &cancel),
+                    client.served_models(),
+                );
+                let configured = client.config().model.clone();
+                let listed = listed.unwrap_or_default();
+                let listed_here = listed.iter().any(|id| same_model(id, &configured));
+                match answer {
                     Ok(completion) => {
                         let native = completion
                             .tool_calls
@@ -243,7 +267,23 @@ async fn check_models(config: &Config) -> Vec<ModelCheck> {
                                 None => "none".to_owned(),
                             }
                         };
-                        let configured = client.config().model.clone();
+                        // A local server answers under the name the request gave; the one
+                        // model it lists is the one it loaded.
+                        let served_by = completion
+                            .served_by
+                            .filter(|served| !same_model(served, &configured))
+                            .or_else(|| match listed.as_slice() {
+                                [only] if !listed_here => Some(only.clone()),
+                                _ => None,
+                            });
+                        let unlisted_among = if listed.len() > 1
+                            && !listed_here
+                            && client.config().provider == crate::config::Provider::Openai
+                        {
+                            listed
+                        } else {
+                            Vec::new()
+                        };
                         ModelCheck {
                             model: name,
                             ok: tool_calls != "none",
@@ -252,7 +292,8 @@ async fn check_models(config: &Config) -> Vec<ModelCheck> {
                             error: None,
                             reply: Some(completion.text.chars().take(80).collect()),
                             tool_calls: Some(tool_calls),
-                            served_by: completion.served_by.filter(|served| *served != configured),
+                            served_by,
+                            unlisted_among,
                             context_window,
                             caching_reported: completion.usage.cache_reported,
                         }
@@ -266,6 +307,7 @@ async fn check_models(config: &Config) -> Vec<ModelCheck> {
                         reply: None,
                         tool_calls: None,
                         served_by: None,
+                        unlisted_among: Vec::new(),
                         context_window,
                         caching_reported: false,
                     },
@@ -375,6 +417,21 @@ fn render(report: &Report) -> String {
                         out.push_str(&format!(
                             "  {:<12} the server answered as `{served}`, not the configured model\n",
                             ""
+                        ));
+                    }
+                    if !check.unlisted_among.is_empty() {
+                        let shown: Vec<&str> = check
+                            .unlisted_among
+                            .iter()
+                            .take(8)
+                            .map(String::as_str)
+                            .collect();
+                        let more = check.unlisted_among.len().saturating_sub(shown.len());
+                        out.push_str(&format!(
+                            "  {:<12} the server does not list the configured model; it lists {}{}\n",
+                            "",
+                            shown.join(", "),
+                            if more > 0 { format!(" and {more} more") } else { String::new() }
                         ));
                     }
                 }

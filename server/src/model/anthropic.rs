@@ -17,6 +17,12 @@ pub fn url(base_url: &str) -> String {
     format!("{base}/v1/messages")
 }
 
+/// Where the endpoint lists its models.
+pub fn models_url(base_url: &str) -> String {
+    let base = base_url.strip_suffix("/v1").unwrap_or(base_url);
+    format!("{base}/v1/models")
+}
+
 /// The request body. Consecutive tool results travel in one user message, first in it, as the
 /// API requires; text blocks that are empty or blank are left out (the API refuses them).
 pub fn body(model: &ModelConfig, request: &ChatRequest, stream: bool) -> Value {

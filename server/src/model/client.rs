@@ -124,6 +124,43 @@ impl ModelClient {
         }
     }
 
+    /// The model ids the endpoint lists (`GET …/models`, which OpenAI, Anthropic, llama.cpp,
+    /// vLLM and Ollama all answer), for the doctor: a local server answers every request under
+    /// the name the request gave, so this is where the model it really loaded shows. `None`
+    /// when the server does not list models (an error, or an answer of another shape).
+    pub async fn served_models(&self) -> Option<Vec<String>> {
+        let key = self.key().ok()?;
+        let (_, mut headers) = self.endpoint(key.as_ref()).ok()?;
+        headers.remove(CONTENT_TYPE);
+        let url = match self.config.provider {
+            Provider::Openai => openai::models_url(&self.config.base_url),
+            Provider::Anthropic => anthropic::models_url(&self.config.base_url),
+        };
+        let timeout = Duration::from_secs_f64(self.config.request_timeout_s.min(10.0));
+        let response = self
+            .http
+            .get(&url)
+            .headers(headers)
+            .timeout(timeout)
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let deadline = Instant::now() + timeout;
+        let body = read_body(response, timeout, deadline, MAX_ERROR_BODY * 64)
+            .await
+            .ok()?;
+        let json: Value = serde_json::from_slice(&body).ok()?;
+        json["data"].as_array().map(|models| {
+            models
+                .iter()
+                .filter_map(|model| model["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+    }
+
     /// Runs one model turn: retries what may pass, gives up on what cannot, and stops at once
     /// when `cancel` fires or the future is dropped (the HTTP request goes with it).
     pub async fn complete(

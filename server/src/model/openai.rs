@@ -13,6 +13,11 @@ pub fn url(base_url: &str) -> String {
     format!("{base_url}/chat/completions")
 }
 
+/// Where the endpoint lists its models.
+pub fn models_url(base_url: &str) -> String {
+    format!("{base_url}/models")
+}
+
 /// The request body.
 pub fn body(model: &ModelConfig, request: &ChatRequest, stream: bool) -> Value {
     let mut messages = vec![json!({"role": "system", "content": request.system})];

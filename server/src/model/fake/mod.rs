@@ -430,6 +430,15 @@ async fn handle(request: HttpRequest, mut conn: Conn, state: &Arc<State>) -> Opt
                     .await
             }
         },
+        ("GET", p) if p.ends_with("/models") => {
+            let serves = state.lock_script().script.defaults.serves.clone();
+            let data: Vec<Value> = serves
+                .iter()
+                .map(|id| json!({"id": id, "object": "model", "owned_by": "fake-model"}))
+                .collect();
+            conn.respond_json(200, &[], &json!({"object": "list", "data": data}))
+                .await
+        }
         ("POST", p) if p.ends_with("/chat/completions") => {
             return model_request("openai", request, conn, state).await;
         }

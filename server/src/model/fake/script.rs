@@ -33,6 +33,9 @@ pub struct Defaults {
     /// The model's context window: a longer request is refused with the provider's own
     /// "context length exceeded" error.
     pub context_window: Option<u64>,
+    /// The models `GET …/models` lists, as a server names what it serves (llama.cpp lists the
+    /// one model it loaded, whatever name a request gives).
+    pub serves: Vec<String>,
 }
 
 impl Default for Defaults {
@@ -43,6 +46,7 @@ impl Default for Defaults {
             chunk_delay_ms: 0,
             usage: None,
             context_window: None,
+            serves: Vec::new(),
         }
     }
 }
