@@ -196,6 +196,20 @@ export function childNodes(node: PlanNode): PlanNode[] {
 }
 
 /** The first line of a plan's goal (goals can carry "The user pointed at …" paragraphs). */
+/**
+ * What the Plans view shows for `plans`, as one string: equal strings render the same tree.
+ * The view refreshes only when it changes, since a refresh retires the commands of the rows
+ * on screen and a click that lands just after one does nothing.
+ */
+export function treeSignature(plans: PlanSnapshot[]): string {
+  const shown = (node: PlanNode, index: number): unknown => {
+    const spec = itemSpec(node, index);
+    const children = spec.collapsible === 'none' ? [] : childNodes(node).map((child) => shown(child, 0));
+    return [spec, children];
+  };
+  return JSON.stringify(rootNodes(plans).map((node, index) => shown(node, index)));
+}
+
 export function goalTitle(goal: string): string {
   const first = goal.split('\n', 1)[0].trim();
   return first.length > 80 ? `${first.slice(0, 79)}…` : first;

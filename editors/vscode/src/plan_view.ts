@@ -4,7 +4,7 @@
 import * as vscode from 'vscode';
 
 import type { PlanSnapshot } from './lsp_ext';
-import { childNodes, itemSpec, rootNodes, type PlanNode } from './plan_model';
+import { childNodes, itemSpec, rootNodes, treeSignature, type PlanNode } from './plan_model';
 
 export class PlanTree implements vscode.TreeDataProvider<PlanNode>, vscode.Disposable {
   private readonly changed = new vscode.EventEmitter<PlanNode | undefined>();
@@ -15,9 +15,16 @@ export class PlanTree implements vscode.TreeDataProvider<PlanNode>, vscode.Dispo
     this.changed.dispose();
   }
 
+  private shown = '';
+
+  /** Takes the latest snapshots; redraws only when what the view shows changed. */
   update(plans: PlanSnapshot[]): void {
     this.plans = plans;
-    this.changed.fire(undefined);
+    const shown = treeSignature(plans);
+    if (shown !== this.shown) {
+      this.shown = shown;
+      this.changed.fire(undefined);
+    }
   }
 
   getChildren(node?: PlanNode): PlanNode[] {

@@ -167,9 +167,18 @@ try {
   step(`task ready: ${(await taskRow.textContent()).trim()}`);
 
   // Clicking the task opens its changes: the diff of src/lib.rs from pitcrew/task.
+  // A click that lands just as the view redraws (the plan's own row changing, say) finds the
+  // row's command retired and does nothing; a user clicks again, and so does this driver,
+  // once, saying so.
   await taskRow.click();
   const diff = page.locator('.editor-instance .monaco-diff-editor');
-  await diff.waitFor();
+  try {
+    await diff.waitFor({ timeout: 5000 });
+  } catch {
+    step('the click landed on a redraw; clicking the task again');
+    await taskRow.click();
+    await diff.waitFor();
+  }
   const modified = diff.locator('.editor.modified');
   const after = await waitForText(() => editorText(modified), (t) => t.includes('a + b'), 'the diff does not show the result');
   const before = await editorText(diff.locator('.editor.original'));

@@ -182,3 +182,16 @@ test('a task without changes reads as a document', () => {
   assert.match(text, /- reviewer: read src\/lib.rs/);
   assert.match(text, /_No changes yet._/);
 });
+
+test('the tree signature changes exactly when what the view shows changes', () => {
+  const before = plan({ tasks: [task('a', { status: 'running', tokens: 1200 })] });
+  const same = plan({ tasks: [task('a', { status: 'running', tokens: 1210 })] });
+  const more = plan({ tasks: [task('a', { status: 'running', tokens: 4300 })] });
+  const ready = plan({ tasks: [task('a', { status: 'ready', tokens: 4300 })] });
+  const signature = model.treeSignature([before]);
+  // 1,200 and 1,210 tokens both read "1.2k tok": nothing to redraw.
+  assert.equal(model.treeSignature([same]), signature);
+  assert.notEqual(model.treeSignature([more]), signature);
+  assert.notEqual(model.treeSignature([ready]), model.treeSignature([more]));
+  assert.notEqual(model.treeSignature([]), signature);
+});
