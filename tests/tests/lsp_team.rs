@@ -473,7 +473,7 @@ fn every_agent_shows_progress_from_begin_to_end() {
             && p["value"]["message"]
                 .as_str()
                 .unwrap_or("")
-                .contains("tokens")),
+                .contains(" tok")),
         "{progress:#?}"
     );
 }

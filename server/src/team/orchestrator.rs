@@ -1577,6 +1577,9 @@ impl Orchestrator {
 
     fn raise(&mut self, escalation: Escalation) {
         self.plan.escalation = Some(escalation.clone());
+        // Whoever asks the user reads the plan (the task's diff, say) on hearing of the
+        // question: the plan they read must already hold what led to it.
+        self.persist();
         let _ = self.context.events.send(Event::Escalated {
             plan: self.plan.id.clone(),
             escalation,
