@@ -529,10 +529,21 @@ async fn the_model_a_local_server_really_loaded_is_named_from_its_model_list() {
     );
     assert_eq!(check("ollama")["served_by"], Value::Null, "{report:#}");
     assert_eq!(check("ollama")["unlisted_among"], serde_json::json!([]));
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains("model `default` is configured as `qwen2.5-coder-7b`, but the server answered as `SmolLM2-135M-Instruct.Q4_1.gguf`"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("model `hosted`: the server does not list the configured model"),
+        "{warnings}"
+    );
+    assert!(!warnings.contains("ollama"), "{warnings}");
     let outcome = doctor(dir.path(), &[]).await;
     for expected in [
         "the server answered as `SmolLM2-135M-Instruct.Q4_1.gguf`, not the configured model",
         "the server does not list the configured model; it lists gpt-4o, gpt-4.1, o3",
+        "Warnings\n  - model `default` is configured as",
     ] {
         assert!(
             outcome.stdout.contains(expected),
@@ -540,4 +551,68 @@ async fn the_model_a_local_server_really_loaded_is_named_from_its_model_list() {
             outcome.stdout
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_probe_call_and_a_smaller_server_window_are_named() {
+    // A native call with arguments that do not fit the tool; a llama.cpp server whose
+    // --ctx-size is below the configured window.
+    let malformed = Entry {
+        tool_calls: vec![pitcrew::model::fake::ScriptedCall {
+            name: "report_health".into(),
+            arguments: serde_json::json!({"words": 3}),
+        }],
+        repeat: true,
+        ..Entry::default()
+    };
+    let small = Script {
+        defaults: pitcrew::model::fake::Defaults {
+            context_window: Some(4096),
+            ..Default::default()
+        },
+        responses: vec![Entry {
+            repeat: true,
+            ..ok_entry()
+        }],
+    };
+    let bad = FakeModel::start(script(vec![malformed])).await.unwrap();
+    let local = FakeModel::start(small).await.unwrap();
+    let dir = workspace(&format!(
+        "[models.default]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"m\"\n\
+         [models.local]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"l\"\ncontext_window = 16384\n",
+        bad.openai_base_url(),
+        local.openai_base_url(),
+    ));
+    let outcome = doctor(dir.path(), &["--json"]).await;
+    assert_eq!(outcome.code, Some(1), "{}", outcome.stdout);
+    let report: Value = serde_json::from_str(&outcome.stdout).unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    let default = checks.iter().find(|c| c["model"] == "default").unwrap();
+    assert_eq!(default["tool_calls"], "unusable");
+    assert_eq!(
+        default["tool_call_error"],
+        "`report_health`: `word` is required"
+    );
+    let local = checks.iter().find(|c| c["model"] == "local").unwrap();
+    assert_eq!(local["server_window"], 4096);
+    let problems = report["problems"].to_string();
+    assert!(
+        problems
+            .contains("model `default` called the probe's tool with a call that does not fit it"),
+        "{problems}"
+    );
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains("model `local`: the server gives a request 4096 tokens of context, less than the configured context_window of 16384: set context_window = 4096"),
+        "{warnings}"
+    );
+    let outcome = doctor(dir.path(), &[]).await;
+    assert!(
+        outcome.stdout.contains("tool calls: UNUSABLE")
+            && outcome
+                .stdout
+                .contains("context window 16384 tokens (the server gives 4096)"),
+        "{}",
+        outcome.stdout
+    );
 }

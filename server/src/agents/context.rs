@@ -58,6 +58,8 @@ pub enum Pressure {
 #[derive(Debug, Clone)]
 pub struct Conversation {
     pub messages: Vec<Message>,
+    /// The task as first given (instructions and handoffs): what every compaction keeps.
+    task: String,
     /// The input tokens the provider reported for the last request, and how many messages
     /// that request held.
     reported: Option<(u64, usize)>,
@@ -66,9 +68,15 @@ pub struct Conversation {
 impl Conversation {
     pub fn new(first: String) -> Self {
         Self {
-            messages: vec![Message::user(first)],
+            messages: vec![Message::user(first.clone())],
+            task: first,
             reported: None,
         }
+    }
+
+    /// Whether there is anything after the task (or the last summary) to compact.
+    pub fn has_earlier_turns(&self) -> bool {
+        self.messages.len() > 1
     }
 
     /// The next request's size in tokens: the last reported size and what came since, or an
@@ -113,14 +121,12 @@ impl Conversation {
         }
     }
 
-    /// Replaces every tool result but those of the latest turn with a line saying what it was
-    /// and how to get it again. Returns how many were elided.
+    /// Replaces every tool result but those of the latest turn that called tools with a line
+    /// saying what it was and how to get it again. Returns how many were elided.
     pub fn elide_old_results(&mut self) -> usize {
-        let Some(last_assistant) = self
-            .messages
-            .iter()
-            .rposition(|m| matches!(m, Message::Assistant { .. }))
-        else {
+        let Some(last_assistant) = self.messages.iter().rposition(
+            |m| matches!(m, Message::Assistant { tool_calls, .. } if !tool_calls.is_empty()),
+        ) else {
             return 0;
         };
         let calls: Vec<(String, String, Value)> = self
@@ -134,6 +140,7 @@ impl Conversation {
             .map(|c| (c.id.clone(), c.name.clone(), c.arguments.clone()))
             .collect();
         let mut elided = 0;
+        let (mut removed, mut added) = (0, 0);
         for message in &mut self.messages[..last_assistant] {
             let Message::Tool {
                 call_id, content, ..
@@ -149,16 +156,20 @@ impl Conversation {
                 .find(|(id, _, _)| id == call_id)
                 .map(|(_, name, args)| (name.as_str(), args.to_string()))
                 .unwrap_or(("a tool", String::new()));
-            *content = format!(
+            let stub = format!(
                 "[elided to keep the conversation inside the model's context: the result of \
                  `{name}` {arguments} ({} lines). Call it again if you need it.]",
                 content.lines().count()
             );
+            removed += content.len();
+            added += stub.len();
+            *content = stub;
             elided += 1;
         }
-        if elided > 0 {
-            // The provider's report no longer describes the conversation.
-            self.reported = None;
+        // The provider's report, less what went (counted at four bytes a token, so as not to
+        // take off more than went) and plus the stubs.
+        if let Some((tokens, _)) = &mut self.reported {
+            *tokens = tokens.saturating_sub(removed as u64 / 4) + estimate(added);
         }
         elided
     }
@@ -220,10 +231,7 @@ impl Conversation {
     /// message, which carries the instructions and handoffs), the summary, and the files
     /// changed so far.
     pub fn compact(&mut self, summary: &str, changed: &[String]) {
-        let task = match self.messages.first() {
-            Some(Message::User { content }) => content.clone(),
-            _ => String::new(),
-        };
+        let task = &self.task;
         let mut text = format!(
             "{task}\n\n## Where your work stands\nThe conversation so far was summarized to keep \
              it inside the model's context:\n\n{}\n",
@@ -239,6 +247,25 @@ impl Conversation {
         self.messages = vec![Message::user(text)];
         self.reported = None;
     }
+}
+
+/// `text` cut to about `max_bytes` at a line's end, saying how much was left out and how to
+/// see it; whole when it fits.
+pub fn fit(text: String, max_bytes: usize) -> String {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut cut = max_bytes;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let cut = text[..cut].rfind('\n').map_or(cut, |n| n + 1);
+    let left = text[cut..].lines().count();
+    format!(
+        "{}[cut to fit the model's context: {left} more lines not shown; ask for a narrower \
+         range or a more specific search]",
+        &text[..cut]
+    )
 }
 
 /// What the summarizer is told.

@@ -27,8 +27,13 @@ pub struct ModelCheck {
     pub error: Option<String>,
     /// The model's answer, when it worked.
     pub reply: Option<String>,
-    /// How it called the probe's tool: `native`, `recovered from text (<format>)`, or `none`.
+    /// How it called the probe's tool: `native`, `recovered from text (<format>)`, `unusable`
+    /// (a call that does not fit the tool), or `none`.
     pub tool_calls: Option<String>,
+    /// Why its call was unusable.
+    pub tool_call_error: Option<String>,
+    /// The context the server gives a request, where it says (llama.cpp's `/props`).
+    pub server_window: Option<u32>,
     /// The model the server said answered, or the one model it lists, when that is not the
     /// one configured.
     pub served_by: Option<String>,
@@ -66,6 +71,9 @@ pub struct Report {
     /// The sandbox checks run in, proven by a probe.
     pub sandbox: Probe,
     pub problems: Vec<String>,
+    /// What may surprise without stopping the team: another model than configured, a
+    /// server context smaller than the configured window.
+    pub warnings: Vec<String>,
 }
 
 impl Report {
@@ -132,21 +140,57 @@ pub async fn report(root: &Path) -> Report {
         }
     }
     let checks = check_models(&config).await;
+    let mut warnings = Vec::new();
     for check in &checks {
+        let answered_as = check
+            .served_by
+            .as_ref()
+            .map(|s| format!(" (the server answered as {s})"))
+            .unwrap_or_default();
+        if let Some(served) = &check.served_by {
+            warnings.push(format!(
+                "model `{}` is configured as `{}`, but the server answered as `{served}`: the \
+                 team gets that model (set `model` to it, or load the one you meant)",
+                check.model,
+                config
+                    .models
+                    .get(&check.model)
+                    .map_or("?", |m| m.model.as_str()),
+            ));
+        }
+        if !check.unlisted_among.is_empty() {
+            warnings.push(format!(
+                "model `{}`: the server does not list the configured model (a request may fail \
+                 or reach another model)",
+                check.model
+            ));
+        }
+        if let Some(window) = check.server_window
+            && window < check.context_window
+        {
+            warnings.push(format!(
+                "model `{}`: the server gives a request {window} tokens of context, less than the \
+                 configured context_window of {}: set context_window = {window} (or start the \
+                 server with a larger --ctx-size), or long tasks overflow it",
+                check.model, check.context_window
+            ));
+        }
         if let Some(error) = &check.error {
             problems.push(error.clone());
+        } else if let Some(why) = &check.tool_call_error {
+            problems.push(format!(
+                "model `{}`{answered_as} called the probe's tool with a call that does not fit \
+                 it ({why}): the team's roles need well-formed tool calls; configure a \
+                 stronger model",
+                check.model
+            ));
         } else if check.tool_calls.as_deref() == Some("none") {
             problems.push(format!(
-                "model `{}`{} did not call the probe's tool, natively or as text: the team's \
-                 roles work only by calling tools. With llama.cpp, start llama-server with \
-                 --jinja (and a chat template that renders tools); with Ollama, use a model \
+                "model `{}`{answered_as} did not call the probe's tool, natively or as text: the \
+                 team's roles work only by calling tools. With llama.cpp, start llama-server \
+                 with --jinja (and a chat template that renders tools); with Ollama, use a model \
                  whose `ollama show` lists tools; or configure another model",
                 check.model,
-                check
-                    .served_by
-                    .as_ref()
-                    .map(|s| format!(" (the server answered as {s})"))
-                    .unwrap_or_default()
             ));
         }
     }
@@ -170,21 +214,8 @@ pub async fn report(root: &Path) -> Report {
         checks,
         sandbox,
         problems,
+        warnings,
     }
-}
-
-/// Whether a name a server gives is the configured model: the same, Ollama's `:latest` tag,
-/// or a dated snapshot of an alias (`claude-sonnet-4-5-20250929` for `claude-sonnet-4-5`).
-fn same_model(served: &str, configured: &str) -> bool {
-    served == configured
-        || served.strip_suffix(":latest") == Some(configured)
-        || configured.strip_suffix(":latest") == Some(served)
-        || served
-            .strip_prefix(configured)
-            .and_then(|rest| rest.strip_prefix('-'))
-            .is_some_and(|date| {
-                date.len() >= 8 && date.bytes().all(|b| b.is_ascii_digit() || b == b'-')
-            })
 }
 
 /// Makes one tiny completion per configured model, all at once, and asks each server which
@@ -205,6 +236,8 @@ async fn check_models(config: &Config) -> Vec<ModelCheck> {
                 error: Some(err),
                 reply: None,
                 tool_calls: None,
+                tool_call_error: None,
+                server_window: None,
                 served_by: None,
                 unlisted_among: Vec::new(),
                 context_window: 0,
@@ -241,37 +274,39 @@ async fn check_models(config: &Config) -> Vec<ModelCheck> {
                 let name = client.config().name.clone();
                 let started = std::time::Instant::now();
                 let context_window = client.config().context_window;
-                let (answer, listed) = tokio::join!(
+                let (answer, listed, server_window) = tokio::join!(
                     client.complete(&request, CallContext::new(Role::Planner), &cancel),
                     client.served_models(),
+                    client.served_window(),
                 );
                 let configured = client.config().model.clone();
                 let listed = listed.unwrap_or_default();
-                let listed_here = listed.iter().any(|id| same_model(id, &configured));
+                let listed_here = listed
+                    .iter()
+                    .any(|id| crate::model::same_model(id, &configured));
                 match answer {
                     Ok(completion) => {
-                        let native = completion
-                            .tool_calls
-                            .iter()
-                            .any(|c| c.name == "report_health");
-                        let tool_calls = if native {
-                            "native".to_owned()
-                        } else {
-                            match text_calls::recover(
-                                &completion.text,
-                                std::slice::from_ref(&probe_tool),
-                            ) {
-                                Some(recovered) => {
-                                    format!("recovered from text ({})", recovered.format)
+                        let offered = std::slice::from_ref(&probe_tool);
+                        let (tool_calls, unusable) = match completion.tool_calls.first() {
+                            Some(call) => match text_calls::check_call(call, offered) {
+                                Ok(()) => ("native".to_owned(), None),
+                                Err(why) => ("unusable".to_owned(), Some(why)),
+                            },
+                            None => match text_calls::recover(&completion.text, offered, "probe") {
+                                text_calls::Recovery::Calls(recovered) => {
+                                    (format!("recovered from text ({})", recovered.format), None)
                                 }
-                                None => "none".to_owned(),
-                            }
+                                text_calls::Recovery::Unusable(why) => {
+                                    ("unusable".to_owned(), Some(why))
+                                }
+                                text_calls::Recovery::Nothing => ("none".to_owned(), None),
+                            },
                         };
                         // A local server answers under the name the request gave; the one
                         // model it lists is the one it loaded.
                         let served_by = completion
                             .served_by
-                            .filter(|served| !same_model(served, &configured))
+                            .filter(|served| !crate::model::same_model(served, &configured))
                             .or_else(|| match listed.as_slice() {
                                 [only] if !listed_here => Some(only.clone()),
                                 _ => None,
@@ -286,12 +321,14 @@ async fn check_models(config: &Config) -> Vec<ModelCheck> {
                         };
                         ModelCheck {
                             model: name,
-                            ok: tool_calls != "none",
+                            ok: tool_calls != "none" && tool_calls != "unusable",
                             latency_ms: completion.duration.as_millis() as u64,
                             attempts: completion.attempts,
                             error: None,
                             reply: Some(completion.text.chars().take(80).collect()),
                             tool_calls: Some(tool_calls),
+                            tool_call_error: unusable,
+                            server_window,
                             served_by,
                             unlisted_among,
                             context_window,
@@ -306,6 +343,8 @@ async fn check_models(config: &Config) -> Vec<ModelCheck> {
                         error: Some(err.to_string()),
                         reply: None,
                         tool_calls: None,
+                        tool_call_error: None,
+                        server_window,
                         served_by: None,
                         unlisted_among: Vec::new(),
                         context_window,
@@ -343,6 +382,7 @@ pub async fn run(root: &Path, as_json: bool) -> i32 {
             "checks": report.checks,
             "sandbox": report.sandbox,
             "problems": report.problems,
+            "warnings": report.warnings,
             "ok": report.ok(),
         }));
     } else {
@@ -402,15 +442,22 @@ fn render(report: &Report) -> String {
                 )),
                 (None, calls) => {
                     out.push_str(&format!(
-                        "  {:<12} answered in {} ms ({attempts}); tool calls: {}; context window {} tokens; caching {}\n",
+                        "  {:<12} answered in {} ms ({attempts}); tool calls: {}; context window {}; caching {}\n",
                         check.model,
                         check.latency_ms,
                         match calls {
                             Some("none") => "NONE",
+                            Some("unusable") => "UNUSABLE",
                             Some(how) => how,
                             None => "-",
                         },
-                        check.context_window,
+                        match check.server_window {
+                            Some(served) if served != check.context_window => format!(
+                                "{} tokens (the server gives {served})",
+                                check.context_window
+                            ),
+                            _ => format!("{} tokens", check.context_window),
+                        },
                         if check.caching_reported { "reported" } else { "not reported" },
                     ));
                     if let Some(served) = &check.served_by {
@@ -457,6 +504,12 @@ fn render(report: &Report) -> String {
             probe.runner,
             probe.facts.join(", ")
         ));
+    }
+    if !report.warnings.is_empty() {
+        out.push_str("\nWarnings\n");
+        for warning in &report.warnings {
+            out.push_str(&format!("  - {warning}\n"));
+        }
     }
     if report.problems.is_empty() {
         out.push_str("\nNo problems found.");

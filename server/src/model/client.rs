@@ -125,21 +125,47 @@ impl ModelClient {
     }
 
     /// The model ids the endpoint lists (`GET …/models`, which OpenAI, Anthropic, llama.cpp,
-    /// vLLM and Ollama all answer), for the doctor: a local server answers every request under
-    /// the name the request gave, so this is where the model it really loaded shows. `None`
-    /// when the server does not list models (an error, or an answer of another shape).
+    /// vLLM and Ollama all answer), for the doctor: a local server may answer under the name
+    /// the request gave, so this is where the model it really loaded shows. `None` when the
+    /// server does not list models (an error, or an answer of another shape).
     pub async fn served_models(&self) -> Option<Vec<String>> {
-        let key = self.key().ok()?;
-        let (_, mut headers) = self.endpoint(key.as_ref()).ok()?;
-        headers.remove(CONTENT_TYPE);
         let url = match self.config.provider {
             Provider::Openai => openai::models_url(&self.config.base_url),
             Provider::Anthropic => anthropic::models_url(&self.config.base_url),
         };
+        let json = self.get_json(&url).await?;
+        json["data"].as_array().map(|models| {
+            models
+                .iter()
+                .filter_map(|model| model["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+    }
+
+    /// The context a llama.cpp server gives each request (`GET /props`: the `--ctx-size` per
+    /// slot), for the doctor to hold against the configured window; `None` from other servers.
+    pub async fn served_window(&self) -> Option<u32> {
+        if self.config.provider != Provider::Openai {
+            return None;
+        }
+        let base = self.config.base_url.trim_end_matches('/');
+        let base = base.strip_suffix("/v1").unwrap_or(base);
+        let json = self.get_json(&format!("{base}/props")).await?;
+        json["default_generation_settings"]["n_ctx"]
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n > 0)
+    }
+
+    /// A GET with the endpoint's key, bounded in time and size; the JSON, or `None`.
+    async fn get_json(&self, url: &str) -> Option<Value> {
+        let key = self.key().ok()?;
+        let (_, mut headers) = self.endpoint(key.as_ref()).ok()?;
+        headers.remove(CONTENT_TYPE);
         let timeout = Duration::from_secs_f64(self.config.request_timeout_s.min(10.0));
         let response = self
             .http
-            .get(&url)
+            .get(url)
             .headers(headers)
             .timeout(timeout)
             .send()
@@ -149,16 +175,10 @@ impl ModelClient {
             return None;
         }
         let deadline = Instant::now() + timeout;
-        let body = read_body(response, timeout, deadline, MAX_ERROR_BODY * 64)
+        let body = read_body(response, timeout, deadline, 4 * 1024 * 1024)
             .await
             .ok()?;
-        let json: Value = serde_json::from_slice(&body).ok()?;
-        json["data"].as_array().map(|models| {
-            models
-                .iter()
-                .filter_map(|model| model["id"].as_str().map(str::to_owned))
-                .collect()
-        })
+        serde_json::from_slice(&body).ok()
     }
 
     /// Runs one model turn: retries what may pass, gives up on what cannot, and stops at once

@@ -68,6 +68,10 @@ pub enum Failure {
 impl Failure {
     /// Whether trying the same request again may succeed.
     pub fn is_retryable(&self) -> bool {
+        // Too long stays too long: the caller shortens the request instead.
+        if self.is_context_overflow() {
+            return false;
+        }
         match self {
             Failure::Status { status, .. } => {
                 matches!(status, 408 | 409 | 429 | 529) || (500..=599).contains(status)
@@ -98,8 +102,17 @@ impl Failure {
     /// OpenAI's `context_length_exceeded`, Anthropic's "prompt is too long", llama.cpp's
     /// "exceeds the available context size", vLLM's "maximum context length".
     pub fn is_context_overflow(&self) -> bool {
+        // A refusal of the request (400, 413, some servers' 500), never a rate limit.
         let (message, code) = match self {
-            Failure::Status { message, code, .. } | Failure::InBand { message, code } => {
+            Failure::Status {
+                status,
+                message,
+                code,
+                ..
+            } if !matches!(status, 408 | 409 | 429 | 529) => {
+                (message.to_ascii_lowercase(), code.as_deref().unwrap_or(""))
+            }
+            Failure::InBand { message, code } => {
                 (message.to_ascii_lowercase(), code.as_deref().unwrap_or(""))
             }
             _ => return false,
@@ -109,9 +122,8 @@ impl Failure {
                 "context_length_exceeded",
                 "prompt is too long",
                 "exceeds the available context size",
+                "exceeds the context window",
                 "maximum context length",
-                "context window",
-                "too many tokens",
                 "input is too long",
                 "reduce the length of the messages",
             ]

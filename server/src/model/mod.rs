@@ -22,7 +22,7 @@ pub use client::{ModelClient, Secret, time_in_models};
 pub use error::{CallError, Failure, TimeoutPhase};
 pub use types::{
     CallContext, ChatRequest, Completion, Message, StopReason, ToolCall, ToolSpec, Usage,
-    duration_ms,
+    duration_ms, same_model,
 };
 
 use crate::config::{Config, Role};

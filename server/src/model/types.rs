@@ -248,6 +248,20 @@ pub(crate) fn estimate_tokens(text_len: usize) -> u64 {
     (text_len as u64).div_ceil(4)
 }
 
+/// Whether a name a server gives is the configured model: the same, Ollama's `:latest` tag,
+/// or a dated snapshot of an alias (`claude-sonnet-4-5-20250929` for `claude-sonnet-4-5`).
+pub fn same_model(served: &str, configured: &str) -> bool {
+    served == configured
+        || served.strip_suffix(":latest") == Some(configured)
+        || configured.strip_suffix(":latest") == Some(served)
+        || served
+            .strip_prefix(configured)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|date| {
+                date.len() >= 8 && date.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+            })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

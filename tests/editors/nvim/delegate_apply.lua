@@ -126,6 +126,8 @@ local function test()
   check(report:find('pitcrew 0', 1, true), 'checkhealth shows the version')
   check(report:find('configuration and models OK', 1, true), 'checkhealth: the configuration is good')
   check(not report:find('ERROR', 1, true), 'checkhealth reports no error')
+  check(report:find('tool calls: native', 1, true), 'checkhealth shows how the model calls tools')
+  check(report:find('context window', 1, true), 'checkhealth shows the context window')
 
   -- The help file's tags work.
   local docs = vim.fn.tempname()

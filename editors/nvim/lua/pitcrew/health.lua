@@ -106,33 +106,34 @@ local function check_config(exe, root)
   if #missing > 0 then
     health.warn('no model for: ' .. table.concat(missing, ', '), { 'add [models.default] to pitcrew.toml' })
   end
-  local reported = {}
+  -- One line of facts per model that answered; what is wrong comes once, from the report's
+  -- problems (errors) and warnings, worded as `pitcrew doctor` words them.
   for _, check in ipairs(report.checks or {}) do
-    if check.ok then
-      health.ok(string.format(
-        'model %s answered in %d ms; tool calls: %s; context window %s tokens; caching %s',
+    if check.error == nil or check.error == vim.NIL then
+      local window = tostring(check.context_window or '?') .. ' tokens'
+      if check.server_window and check.server_window ~= vim.NIL and check.server_window ~= check.context_window then
+        window = window .. ' (the server gives ' .. tostring(check.server_window) .. ')'
+      end
+      local line = string.format(
+        'model %s answered in %d ms; tool calls: %s; context window %s; caching %s',
         check.model,
         check.latency_ms or 0,
         check.tool_calls ~= vim.NIL and check.tool_calls or '-',
-        tostring(check.context_window or '?'),
+        window,
         check.caching_reported and 'reported' or 'not reported'
-      ))
-      if check.served_by and check.served_by ~= vim.NIL then
-        health.warn(string.format('model %s: the server answered as `%s`, not the configured model', check.model, check.served_by))
+      )
+      if check.ok then
+        health.ok(line)
+      else
+        health.info(line)
       end
-    elseif check.error == nil or check.error == vim.NIL then
-      reported['__tools__' .. check.model] = true
-      health.error(string.format('model %s did not call the probe\'s tool (tool calls: %s)', check.model, tostring(check.tool_calls)),
-        { 'with llama.cpp, start llama-server with --jinja; with Ollama, use a model that lists tools; or configure another model' })
-    else
-      reported[check.error or ''] = true
-      health.error(string.format('model %s: %s', check.model, check.error ~= vim.NIL and check.error or 'failed'))
     end
   end
+  for _, warning in ipairs(report.warnings or {}) do
+    health.warn(warning)
+  end
   for _, problem in ipairs(report.problems or {}) do
-    if not reported[problem] then
-      health.error(problem, { 'see `pitcrew doctor` and README.md, "Configure a model"' })
-    end
+    health.error(problem, { 'see `pitcrew doctor` and README.md, "Configure a model"' })
   end
   if report.ok then
     health.ok('configuration and models OK')

@@ -430,6 +430,20 @@ async fn handle(request: HttpRequest, mut conn: Conn, state: &Arc<State>) -> Opt
                     .await
             }
         },
+        // llama.cpp's server properties: the context each request gets.
+        ("GET", "/props") => {
+            let window = state.lock_script().script.defaults.context_window;
+            match window {
+                Some(n_ctx) => {
+                    let props = json!({"default_generation_settings": {"n_ctx": n_ctx}});
+                    conn.respond_json(200, &[], &props).await
+                }
+                None => {
+                    conn.respond_json(404, &[], &json!({"error": {"message": "Not Found"}}))
+                        .await
+                }
+            }
+        }
         ("GET", p) if p.ends_with("/models") => {
             let serves = state.lock_script().script.defaults.serves.clone();
             let data: Vec<Value> = serves
@@ -477,11 +491,17 @@ async fn model_request(
     let facts = script::facts(protocol, &body);
     let body_text = String::from_utf8_lossy(&request.body).into_owned();
 
+    // The request's size, as the provider would count it; one that does not fit the window
+    // is refused the way each provider refuses it, before any entry is used up.
+    let measured = economy::measure(protocol, &body);
+    let window = state.lock_script().script.defaults.context_window;
+    let too_long = window.filter(|window| measured.input > *window);
     // Choose the first matching entry with uses left.
     let (chosen, defaults) = {
         let mut scripted = state.lock_script();
         let found = (0..scripted.script.responses.len()).find(|&i| {
-            scripted.remaining[i] != Some(0)
+            too_long.is_none()
+                && scripted.remaining[i] != Some(0)
                 && scripted.script.responses[i]
                     .when
                     .matches(&facts, &body_text)
@@ -518,12 +538,7 @@ async fn model_request(
         });
         index
     };
-    // The request's size, as the provider would count it; one that does not fit the window
-    // is refused the way each provider refuses it.
-    let measured = economy::measure(protocol, &body);
-    if let Some(window) = defaults.context_window
-        && measured.input > window
-    {
+    if let Some(window) = too_long {
         let message = if protocol == "anthropic" {
             format!(
                 "prompt is too long: {} tokens > {window} maximum",
