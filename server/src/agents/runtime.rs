@@ -178,24 +178,7 @@ pub async fn run(
         if context.cancel.is_cancelled() {
             return Err(AgentError::Cancelled);
         }
-        // Over a budget, wait here (work and conversation intact) until the user decides.
-        if context
-            .budget
-            .check(context.role, Some(&context.task))
-            .is_err()
-        {
-            context.activity("waiting: a budget is spent");
-        }
-        match context
-            .budget
-            .admit(context.role, Some(&context.task), &context.cancel)
-            .await
-        {
-            Ok(true) => context.store.journal(&context.journal("budget_raised")),
-            Ok(false) => {}
-            // Stopped while waiting: the user aborted, or cancelled.
-            Err(_) => return Err(AgentError::Cancelled),
-        }
+        admit(context).await?;
         // Keep the request inside the window: old tool results go first, then earlier turns
         // become a summary; what is left must fit.
         if conversation.pressure(&system, &specs, room) != Pressure::Fits {
@@ -579,6 +562,29 @@ fn record_call(context: &AgentContext, completion: &crate::model::Completion) {
     context.store.journal(&entry);
 }
 
+/// Lets a model call go ahead within the budgets: over one, waits here (work and conversation
+/// intact) until the user decides.
+async fn admit(context: &AgentContext) -> Result<(), AgentError> {
+    if context
+        .budget
+        .check(context.role, Some(&context.task))
+        .is_err()
+    {
+        context.activity("waiting: a budget is spent");
+    }
+    match context
+        .budget
+        .admit(context.role, Some(&context.task), &context.cancel)
+        .await
+    {
+        Ok(true) => context.store.journal(&context.journal("budget_raised")),
+        Ok(false) => {}
+        // Stopped while waiting: the user aborted, or cancelled.
+        Err(_) => return Err(AgentError::Cancelled),
+    }
+    Ok(())
+}
+
 /// Replaces the earlier turns of `conversation` with a summary the model writes (the task and
 /// the files changed so far are kept as they are). When the model cannot summarize (the
 /// request is too long even so), the earlier turns are dropped with a note.
@@ -588,6 +594,8 @@ async fn compact(
     tools: &RoleTools,
     room: u64,
 ) -> Result<(), AgentError> {
+    // The summary is a model call like any other: it waits for the budget too.
+    admit(context).await?;
     context.activity("summarizing the work so far to fit the context");
     let budget = usize::try_from(room / 2 * 3).unwrap_or(usize::MAX);
     let transcript = conversation.transcript_for_summary(budget);
