@@ -39,7 +39,8 @@ pub struct ClientDocument {
 /// How the client answers the server's requests.
 #[derive(Debug, Clone)]
 pub struct ClientBehaviour {
-    /// Apply `workspace/applyEdit` and answer `applied: true`.
+    /// Apply `workspace/applyEdit` and answer `applied: true`; else decline every edit
+    /// without a reason, as a user closing a preview does.
     pub apply_edits: bool,
     /// The title of the action to pick in `window/showMessageRequest`; `None` dismisses.
     pub message_action: Option<String>,
@@ -612,9 +613,8 @@ impl TestServer {
                     Err(reason) => json!({"applied": false, "failureReason": reason}),
                 }
             }
-            "workspace/applyEdit" => {
-                json!({"applied": false, "failureReason": "the user declined"})
-            }
+            // As VS Code answers when the user closes its preview: no reason.
+            "workspace/applyEdit" => json!({"applied": false}),
             "window/showMessageRequest" => {
                 let wanted = self.behaviour.message_action.clone();
                 params["actions"]

@@ -445,7 +445,7 @@ fn neovim_0_7_validates_the_options() {
 }
 
 #[test]
-fn neovim_0_7_shows_the_teams_question_in_the_plan_view_and_answers_it() {
+fn neovim_0_7_tells_the_teams_question_without_taking_the_keyboard_and_answers_it() {
     escalation(&neovim(Path::new("/usr/bin/nvim"), "0.7"));
 }
 
@@ -472,7 +472,7 @@ fn neovim_0_11_validates_the_options() {
 }
 
 #[test]
-fn neovim_0_11_shows_the_teams_question_in_the_plan_view_and_answers_it() {
+fn neovim_0_11_tells_the_teams_question_without_taking_the_keyboard_and_answers_it() {
     escalation(&neovim_0_11());
 }
 

@@ -433,6 +433,44 @@ fn an_edit_refused_because_the_user_typed_is_computed_again_and_loses_nothing() 
 }
 
 #[test]
+fn a_declined_edit_says_so_and_the_result_stays_ready_to_apply() {
+    let scenario = scenario(implement_add("delegated"));
+    let mut server = start(&scenario);
+    let uri = server.uri("src/lib.rs");
+    let (plan, _) = delegate_from_comment(&mut server, &uri);
+    let before = server.document(&uri).text.clone();
+    server.wait_for_plan(&plan, "ready");
+    // The user closes the editor's preview: VS Code answers `applied: false`, no reason.
+    server.behaviour_mut().apply_edits = false;
+    server
+        .command("pitcrew.apply", json!({"planId": plan}))
+        .expect("apply starts");
+    let message = server.wait_for_notification("window/showMessage", |m| {
+        m["message"].as_str().unwrap_or("").contains("not applied")
+    });
+    let text = message["message"].as_str().unwrap();
+    assert!(
+        text.contains("declined in the editor") && text.contains("nothing was changed"),
+        "{text}"
+    );
+    assert!(!text.contains("no reason given"), "{text}");
+    assert_eq!(apply_edits(&mut server).len(), 1, "asked once, not again");
+    assert_eq!(server.document(&uri).text, before);
+    let now = server
+        .request("pitcrew/plan", json!({"planId": plan}))
+        .unwrap();
+    assert_eq!(now["status"], "ready", "still there to apply");
+
+    // Applying again, this time accepted, applies it.
+    server.behaviour_mut().apply_edits = true;
+    server
+        .command("pitcrew.apply", json!({"planId": plan}))
+        .expect("apply starts");
+    server.wait_for_plan(&plan, "applied");
+    assert_eq!(server.document(&uri).text, RESULT);
+}
+
+#[test]
 fn every_agent_shows_progress_from_begin_to_end() {
     let scenario = scenario(implement_add("delegated"));
     let mut server = start(&scenario);
@@ -671,7 +709,7 @@ fn show_plan_names_the_file_when_the_editor_cannot_open_documents() {
 }
 
 #[test]
-fn a_rejected_result_asks_the_user_and_the_answer_drives_the_team() {
+fn a_client_that_asks_for_prompts_gets_the_question_as_one_and_the_answer_drives_the_team() {
     let mut responses = implement_add("delegated");
     responses[3] = calls(
         "reviewer",
@@ -681,7 +719,11 @@ fn a_rejected_result_asks_the_user_and_the_answer_drives_the_team() {
         ]}}]),
     );
     let scenario = scenario(responses);
-    let mut server = scenario.lsp().start();
+    // A client that asks for questions as prompts.
+    let mut server = scenario
+        .lsp()
+        .capabilities(json!({"experimental": {"pitcrew": {"questions": "prompt"}}}))
+        .start();
     server.behaviour_mut().message_action = Some("Abort".into());
     server.wait_for_team();
     let uri = server.uri("src/lib.rs");
@@ -702,6 +744,72 @@ fn a_rejected_result_asks_the_user_and_the_answer_drives_the_team() {
     });
     assert_ne!(ended["plan"]["tasks"][0]["status"], "ready");
     assert!(ended["plan"]["question"].is_null(), "answered");
+}
+
+#[test]
+fn a_question_never_takes_the_keyboard_it_is_told_and_answered_by_a_code_action() {
+    let mut responses = implement_add("delegated");
+    responses[3] = calls(
+        "reviewer",
+        Some("delegated"),
+        json!([{"name": "submit_review", "arguments": {"verdict": "reject", "findings": [
+            {"path": "src/lib.rs", "line": 3, "severity": "error", "message": "wrong approach"}
+        ]}}]),
+    );
+    let scenario = scenario(responses);
+    let mut server = start(&scenario);
+    let uri = server.uri("src/lib.rs");
+    let (plan, _) = delegate_from_comment(&mut server, &uri);
+    let told = server.wait_for_notification("window/showMessage", |m| {
+        m["message"].as_str().unwrap_or("").contains("asks:")
+    });
+    let text = told["message"].as_str().unwrap();
+    assert!(text.contains("rejected"), "{text}");
+    assert!(
+        text.contains("\"Answer: Retry\", \"Answer: Abort\""),
+        "names the actions: {text}"
+    );
+    assert_eq!(told["type"], 2, "a warning");
+    server.pump_for(Duration::from_millis(200));
+    assert!(
+        server
+            .server_requests("window/showMessageRequest")
+            .is_empty(),
+        "no prompt"
+    );
+
+    // Any file offers the answers; in a file the plan never touched too.
+    let other = server.uri("notes.txt");
+    server.open(&other, "plaintext", "some notes\n");
+    let actions = code_actions(&mut server, &other, range((0, 0), (0, 0)), json!([]));
+    let answers: Vec<&Value> = actions
+        .iter()
+        .filter(|a| a["title"].as_str().unwrap_or("").starts_with("Answer: "))
+        .collect();
+    assert_eq!(answers.len(), 2, "{actions:#?}");
+    assert!(answers.iter().all(|a| a["kind"] == "quickfix"));
+    let abort = answers
+        .iter()
+        .find(|a| a["title"].as_str().unwrap().starts_with("Answer: Abort ("))
+        .expect("Answer: Abort");
+    assert!(
+        abort["title"].as_str().unwrap().contains("rejected"),
+        "{abort}"
+    );
+    run_action(&mut server, abort);
+    let ended = server.wait_for_notification("pitcrew/planChanged", |p| {
+        p["planId"] == plan.as_str() && matches!(p["status"].as_str(), Some("failed" | "escalated"))
+    });
+    assert_ne!(ended["plan"]["tasks"][0]["status"], "ready");
+    assert!(ended["plan"]["question"].is_null(), "answered");
+    // Answered: no longer offered.
+    let actions = code_actions(&mut server, &other, range((0, 0), (0, 0)), json!([]));
+    assert!(
+        actions
+            .iter()
+            .all(|a| !a["title"].as_str().unwrap_or("").starts_with("Answer: ")),
+        "{actions:#?}"
+    );
 }
 
 #[test]
@@ -831,7 +939,8 @@ fn files_that_are_not_open_get_unversioned_edits_and_new_files_are_created_with_
 
     let edit = apply_edits(&mut server)[0]["params"]["edit"].clone();
     let annotation = &edit["changeAnnotations"]["pitcrew"];
-    assert_eq!(annotation["needsConfirmation"], true, "{edit:#}");
+    // Applied as sent: a confirmation would make VS Code untick every change.
+    assert_eq!(annotation["needsConfirmation"], false, "{edit:#}");
     assert!(
         annotation["label"]
             .as_str()

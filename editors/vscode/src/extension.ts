@@ -70,6 +70,8 @@ class Controller implements vscode.Disposable {
   private abandonStart: (() => void) | undefined;
   private disposed = false;
   private shuttingDown: Promise<void> | undefined;
+  /** The questions already shown as toasts, by escalation id. */
+  private readonly told = new Set<string>();
   /** The settings that look like keys last warned about. */
   private warnedDropped = '';
   private readonly disposables: vscode.Disposable[] = [];
@@ -266,6 +268,16 @@ class Controller implements vscode.Disposable {
         this.serverStopped();
       }
     });
+    // The team's questions arrive in plan snapshots and show as toasts with the choices as
+    // buttons (tellQuestions): the server sends no prompt of its own.
+    client.registerFeature({
+      fillClientCapabilities: (capabilities) => {
+        capabilities.experimental = { ...(capabilities.experimental as object | undefined), pitcrew: { questions: 'plugin' } };
+      },
+      initialize: () => {},
+      getState: () => ({ kind: 'static' }),
+      clear: () => {},
+    });
     client.onNotification(ext.PLAN_CHANGED, (params: ext.PlanChangedParams) => this.planChanged(params));
     const abandoned = new Promise<'abandoned'>((resolve) => {
       this.abandonStart = () => resolve('abandoned');
@@ -394,9 +406,38 @@ class Controller implements vscode.Disposable {
     this.documents.planChanged(params.plan);
   }
 
+  /**
+   * A new question of the team: a toast (it never takes the keyboard) with the choices as
+   * buttons; dismissed, the question stays in the Plans view and "Answer Question…".
+   */
+  private tellQuestions(): void {
+    for (const plan of this.plans) {
+      const question = plan.question;
+      if (question === null || this.told.has(question.escalationId)) {
+        continue;
+      }
+      this.told.add(question.escalationId);
+      const task = question.taskId === null ? '' : ` (${question.taskId})`;
+      void vscode.window
+        .showWarningMessage(`pitcrew asks${task}: ${question.text}`, ...question.choices.map((c) => c.label))
+        .then(async (label) => {
+          const choice = question.choices.find((c) => c.label === label);
+          if (choice === undefined) {
+            return;
+          }
+          try {
+            await this.executeServer(ext.commands.answer, args.answerArgs(plan.planId, question.escalationId, choice.id));
+          } catch (err) {
+            this.showError(err);
+          }
+        });
+    }
+  }
+
   private plansChanged(): void {
     this.tree.update(this.plans);
     this.updateStatus();
+    this.tellQuestions();
   }
 
   private updateStatus(): void {

@@ -1,5 +1,8 @@
 ;;; delegate.el --- pitcrew in a real Emacs with eglot, headless  -*- lexical-binding: t; -*-
 
+;; Two scenarios, chosen by the spec's `scenario': the delegation below (the default), and
+;; `questions' (`pitcrew-test--questions'): the team asks several times while the user works.
+
 ;; Run by tests/tests/editor_emacs.rs as `emacs --batch -l delegate.el' (without -Q: Debian's
 ;; site-start puts eglot on the load path).  What a user does, through eglot's own commands:
 ;;
@@ -24,6 +27,7 @@
 ;;   fixed       the buffer's text expected after the reviewer's fix
 ;;   out         where to write the final buffer text
 ;;   timeout     seconds to wait for each step
+;;   scenario    "questions" for the questions scenario; questions  how many to ask
 ;; Exits 0 when everything held, else 1 after printing what failed (and eglot's event log).
 
 (require 'cl-lib)
@@ -189,11 +193,11 @@ function that says it (called on failure)."
   (unless (equal (pitcrew-test--text) expected)
     (pitcrew-test--fail "%s: the buffer is\n%s\nexpected\n%s" what (pitcrew-test--text) expected)))
 
-(defun pitcrew-test--run ()
+;; The first step of every scenario.
+(defun pitcrew-test--start ()
+  "Visit the spec's file, `M-x eglot', wait for the team; return the file's text."
   (let ((file (pitcrew-test--get :file))
-        (instruction (pitcrew-test--get :instruction))
-        (original nil)
-        plan-id)
+        original)
     (pitcrew-test--step "visit the file and M-x eglot"
       (setq eglot-server-programs
             `((c-mode . (,(pitcrew-test--get :server) "lsp"))))
@@ -217,7 +221,14 @@ function that says it (called on failure)."
                                (unless (string-match-p "starting" (format "%S" err))
                                  (pitcrew-test--fail "pitcrew/plans: %S" err))
                                nil)))))
+    original))
 
+(defun pitcrew-test--run ()
+  (let ((file (pitcrew-test--get :file))
+        (instruction (pitcrew-test--get :instruction))
+        (original nil)
+        plan-id)
+    (setq original (pitcrew-test--start))
     (pitcrew-test--step "type a pitcrew: comment, unsaved, and delegate it"
       (goto-char (point-min))
       (insert (format "// pitcrew: %s\n" instruction))
@@ -318,9 +329,103 @@ function that says it (called on failure)."
       (set-buffer-modified-p nil)
       (eglot-shutdown pitcrew-test--server))))
 
+;; The `questions' scenario: the team asks while the user works, again and again.
+(defun pitcrew-test--events-text ()
+  (with-current-buffer (jsonrpc-events-buffer pitcrew-test--server)
+    (buffer-substring-no-properties (point-min) (point-max))))
+
+(defun pitcrew-test--occurrences (regexp text)
+  (let ((count 0) (start 0))
+    (while (string-match regexp text start)
+      (setq count (1+ count) start (match-end 0)))
+    count))
+
+(defun pitcrew-test--questions ()
+  "Delegate :questions times; the reviewer rejects each result, so the team asks each time.
+No question may open a prompt (a `completing-read' would take what the user types, and
+Enter would answer it); each is told in the echo area and answered by a code action; every
+`pitcrew/planChanged' is read (none dropped as invalid JSON) and the plan buffer follows."
+  (pitcrew-test--start)
+  (let ((count (pitcrew-test--get :questions))
+        (prompts nil)
+        (plan-ids nil)
+        (end (save-excursion (goto-char (point-min)) (forward-line 4) (point))))
+    (cl-letf (((symbol-function 'completing-read)
+               (lambda (prompt &rest _) (push prompt prompts) ""))
+              ((symbol-function 'read-from-minibuffer)
+               (lambda (prompt &rest _) (push prompt prompts) "")))
+      (dotimes (i count)
+        (pitcrew-test--step (format "delegate %d of %d; the reviewer rejects it" (1+ i) count)
+          (let ((known (hash-table-keys pitcrew-test--plans)))
+            (pitcrew-test--pick (point-min) end "Delegate to implementer: implement")
+            (push (pitcrew-test--wait "the new plan's pitcrew/planChanged"
+                                      (lambda ()
+                                        (cl-find-if-not (lambda (id) (member id known))
+                                                        (hash-table-keys pitcrew-test--plans))))
+                  plan-ids))
+          ;; The user types on while the team works and asks.
+          (goto-char (point-max))
+          (insert (format "/* typed while the team asked, %d */\n" (1+ i)))
+          (pitcrew-test--wait
+           (lambda () (format "question %d told in the echo area (events:\n%s)" (1+ i)
+                              (pitcrew-test--buffer-tail
+                               (jsonrpc-events-buffer pitcrew-test--server) 3000)))
+           (lambda () (>= (pitcrew-test--occurrences ") asks: "
+                                                     (pitcrew-test--events-text))
+                          (1+ i))))))
+      (pitcrew-test--step "no prompt opened, nothing dropped"
+        (when prompts
+          (pitcrew-test--fail "prompts took the keyboard: %S" prompts))
+        (let ((events (pitcrew-test--events-text)))
+          (when (string-match-p "showMessageRequest" events)
+            (pitcrew-test--fail "the server sent a showMessageRequest"))
+          (dolist (buffer (list (get-buffer "*Messages*")))
+            (when (and buffer (with-current-buffer buffer
+                                (save-excursion (goto-char (point-min))
+                                                (search-forward "Invalid JSON" nil t))))
+              (pitcrew-test--fail "jsonrpc dropped a message:\n%s"
+                                  (pitcrew-test--buffer-tail buffer 3000))))))
+      (pitcrew-test--step "answer every question with its code action"
+        (dolist (plan-id plan-ids)
+          (let* ((prefix (format "Answer: Abort (plan %s: " plan-id))
+                 (titles (pitcrew-test--titles (pitcrew-test--actions (point-min) (point-min))))
+                 (title (cl-find-if (lambda (title) (string-prefix-p prefix title)) titles)))
+            (unless title
+              (pitcrew-test--fail "no action %S...; eglot got %S" prefix titles))
+            (pitcrew-test--pick (point-min) (point-min) title)))
+        (pitcrew-test--wait
+         "no question left in pitcrew/plans"
+         (lambda ()
+           (cl-every (lambda (plan) (null (plist-get plan :question)))
+                     (append (plist-get (jsonrpc-request pitcrew-test--server :pitcrew/plans nil)
+                                        :plans)
+                             nil)))))
+      (pitcrew-test--step "every plan's last notification is its state; the plan buffer too"
+        (dolist (plan-id plan-ids)
+          (let ((status (plist-get (pitcrew-test--plan plan-id) :status)))
+            (pitcrew-test--wait (lambda () (format "plan %s's notifications to reach %s (got %S)"
+                                                   plan-id status
+                                                   (gethash plan-id pitcrew-test--plans)))
+                                (lambda () (equal (car (gethash plan-id pitcrew-test--plans))
+                                                  status)))
+            (let ((source (current-buffer)))
+              (with-current-buffer (pitcrew-show-plan plan-id)
+                (pitcrew-test--wait (lambda () (format "the plan buffer of %s to say %s:\n%s"
+                                                       plan-id status (buffer-string)))
+                                    (lambda ()
+                                      (save-excursion
+                                        (goto-char (point-min))
+                                        (search-forward (format "Status: %s" status) nil t)))))
+              (pop-to-buffer-same-window source))))
+        (pitcrew-test--log "%d questions told and answered; no prompt" (length plan-ids))))
+    (set-buffer-modified-p nil)
+    (eglot-shutdown pitcrew-test--server)))
+
 (condition-case err
     (progn
-      (pitcrew-test--run)
+      (if (equal (plist-get pitcrew-test--spec :scenario) "questions")
+          (pitcrew-test--questions)
+        (pitcrew-test--run))
       (message "PASS")
       (kill-emacs 0))
   (error (pitcrew-test--fail "%s" (error-message-string err))))

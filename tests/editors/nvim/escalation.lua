@@ -1,6 +1,7 @@
--- The team's question in a real Neovim without a UI: the server's showMessageRequest must not
--- block (Neovim's own handler would wait for keys no headless Neovim gets); the question shows
--- in the plan view, `d` opens the rejected result's diff, and `A` answers the question.
+-- The team's question in a real Neovim: it never takes the keyboard (no showMessageRequest,
+-- whose input list would swallow what the user types, even with a UI attached); the user
+-- types on while it arrives and loses nothing; a notification names :PitcrewAnswer; the
+-- question shows in the plan view, `d` opens the rejected result's diff, and `A` answers it.
 -- Run by tests/tests/editor_nvim.rs; see harness.lua.
 
 local H = dofile(vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':h') .. '/harness.lua')
@@ -8,21 +9,49 @@ local env, log, check, equal, wait_for = H.env, H.log, H.check, H.equal, H.wait_
 local lines_of, find_line = H.lines_of, H.find_line
 
 local function test()
+  -- As with a UI attached: Neovim's own prompt handler would take the keys; count its calls.
+  vim.api.nvim_list_uis = function()
+    return { { width = 80, height = 24 } }
+  end
+  local prompts = 0
+  vim.lsp.handlers['window/showMessageRequest'] = function()
+    prompts = prompts + 1
+    return vim.NIL
+  end
   require('pitcrew').setup({ cmd = { env('PITCREW_TEST_BIN'), 'lsp' } })
   vim.cmd('edit ' .. vim.fn.fnameescape(env('PITCREW_TEST_REPO') .. '/' .. env('PITCREW_TEST_FILE')))
   vim.cmd('PitcrewDelegate ' .. env('PITCREW_TEST_INSTRUCTION'))
   vim.cmd('PitcrewPlanView')
   local view = vim.api.nvim_get_current_buf()
 
-  -- The reviewer rejects the result: the team asks, and Neovim goes on.
-  local question = wait_for('the question in the plan view', function()
-    return find_line(lines_of(view), '(A to answer)')
-  end)
+  -- The user types in a scratch buffer while the reviewer rejects the result and the team
+  -- asks: every word lands in the buffer.
+  vim.cmd('new')
+  local scratch = vim.api.nvim_get_current_buf()
+  local typed = {}
+  local question
+  for i = 1, 400 do
+    local word = 'word' .. i
+    vim.api.nvim_feedkeys('A ' .. word .. '\27', 'xt', false)
+    table.insert(typed, word)
+    question = find_line(lines_of(view), '(A to answer)')
+    if question and #typed >= 27 then
+      break
+    end
+    vim.wait(20)
+  end
+  check(question, 'the question in the plan view')
   log('question: ' .. question)
   check(question:find('rejected', 1, true), 'the question says why: ' .. question)
-  wait_for('the notification that points at the plan view', function()
-    return find_line(H.messages, 'answer it with A')
+  local text = table.concat(lines_of(scratch), '\n')
+  equal(text, ' ' .. table.concat(typed, ' '), 'every word typed while the team asked')
+  log(string.format('typed %d words while the question arrived; none lost', #typed))
+  wait_for('the notification that names :PitcrewAnswer', function()
+    return find_line(H.messages, 'Answer with :PitcrewAnswer')
   end)
+  equal(prompts, 0, 'prompts that took the keyboard')
+  vim.cmd('bwipeout!')
+  vim.fn.win_gotoid(vim.fn.bufwinid(view))
 
   -- `d` on the task shows the diff of its result.
   local task_row

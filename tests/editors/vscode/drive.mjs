@@ -1,7 +1,7 @@
 // Drives a real VS Code (code-server, in headless Chromium through playwright-core) the way a
 // user would: open a file, select lines, delegate them through the command palette with a custom
 // instruction, watch the Plans view list the task until it is ready, open its diff, apply it from
-// the view (confirming VS Code's Refactor Preview), then see the buffer change and the reviewer's
+// the view (applied on the first click, no Refactor Preview), then see the buffer change and the reviewer's
 // squiggle; then plan a goal from the editor's context menu (its pitcrew submenu). Fails on any
 // browser console error but code-server's own known ones (the extension host's errors and
 // uncaught exceptions are forwarded there). Run by tests/tests/editor_vscode.rs; exits 0 when
@@ -193,18 +193,8 @@ try {
   await chooseFromMenu('Apply');
   step('apply chosen from the context menu');
 
-  // The edit asks for confirmation, so VS Code shows it in the Refactor Preview with its changes
-  // unticked: tick the file (all its changes), then Apply, as a user does.
-  const preview = page.locator('.bulk-edit-panel');
-  const file = preview.locator('.monaco-list-row', { hasText: 'lib.rs' }).first();
-  await file.waitFor();
-  step(`refactor preview shows: ${(await preview.locator('.monaco-list-rows').textContent()).trim()}`);
-  const tick = file.locator('.edit-checkbox, input[type=checkbox], .monaco-checkbox').first();
-  await tick.click();
-  await preview.locator('.monaco-button', { hasText: /^Apply$/ }).click();
-  await preview.waitFor({ state: 'hidden' });
-  step('refactor preview applied');
-
+  // The first Apply applies: no Refactor Preview with every change unticked (the edit asks for
+  // no confirmation; the diff above is the preview).
   // The buffer has the result, and the reviewer's finding squiggles under it.
   await page.locator('.tabs-container .tab', { hasText: 'lib.rs' }).filter({ hasNot: page.locator('text=↔') }).first().click();
   const result = await waitForText(
@@ -212,7 +202,10 @@ try {
     (t) => t.includes('a + b') && !t.includes('todo!()'),
     'the buffer did not change',
   );
-  step('buffer changed');
+  if (await page.locator('.bulk-edit-panel').isVisible()) {
+    throw new Error('the apply opened the Refactor Preview instead of applying');
+  }
+  step('buffer changed on the first Apply');
   await editor.locator('.squiggly-warning').first().waitFor();
   step('reviewer squiggle shown');
 

@@ -46,6 +46,19 @@ function M.create()
       actions.act(action:lower(), args.args)
     end, { nargs = '?', complete = complete_ids, desc = 'pitcrew: ' .. action:lower() .. ' a plan or task' })
   end
+  create('PitcrewAnswer', function(args)
+    local bufnr = vim.api.nvim_get_current_buf()
+    local plan_id = args.args
+    if plan_id == '' then
+      local root = require('pitcrew.lsp').root_for(bufnr)
+      local plan = root and require('pitcrew.plans').latest_question(root)
+      if not plan then
+        return vim.notify('pitcrew: no question is waiting', vim.log.levels.INFO)
+      end
+      plan_id = plan.planId
+    end
+    actions.answer(plan_id, bufnr)
+  end, { nargs = '?', complete = complete_ids, desc = "pitcrew: answer the team's question" })
   create('PitcrewDiff', function(args)
     actions.diff(args.args)
   end, { nargs = 1, complete = complete_task_ids, desc = "pitcrew: show a task's diff" })

@@ -152,16 +152,12 @@ local function apply_edit(err, params, ctx, handler_config)
   return vim.lsp.handlers['workspace/applyEdit'](err, params, ctx, handler_config)
 end
 
--- window/showMessageRequest: the team's questions. Neovim's handler asks with inputlist (or
--- vim.ui.select), which waits for keys no headless Neovim gets; there, leave the question in
--- the plan, where the plan view answers it.
+-- window/showMessageRequest: the team's questions, when the user asked for them as prompts
+-- (`capabilities = { experimental = { pitcrew = { questions = 'prompt' } } }`). Neovim's
+-- handler asks with inputlist (or vim.ui.select), which waits for keys no headless Neovim
+-- gets; there, leave the question in the plan, where the plan view answers it.
 local function show_message_request(err, params, ctx, handler_config)
   if #vim.api.nvim_list_uis() == 0 then
-    local message = params and params.message or ''
-    if not message:find('^pitcrew') then
-      message = 'pitcrew: ' .. message
-    end
-    vim.notify(message .. ' (answer it with A in :PitcrewPlanView)', vim.log.levels.WARN)
     return vim.NIL
   end
   return vim.lsp.handlers['window/showMessageRequest'](err, params, ctx, handler_config)
@@ -215,6 +211,9 @@ local function capabilities()
   caps.workspace = caps.workspace or {}
   caps.workspace.workspaceEdit = caps.workspace.workspaceEdit or {}
   caps.workspace.workspaceEdit.documentChanges = true
+  -- The team's questions come in plan snapshots; the plugin tells them (plans.lua) and
+  -- :PitcrewAnswer answers. No prompt takes the keyboard.
+  caps.experimental = { pitcrew = { questions = 'plugin' } }
   if config.options.capabilities then
     caps = vim.tbl_deep_extend('force', caps, config.options.capabilities)
   end

@@ -20,6 +20,37 @@ local function changed(root)
   end
 end
 
+-- The questions already told, by escalation id: each is told once.
+local told = {}
+
+local function question_of(plan)
+  local question = plan and plan.question
+  if type(question) == 'table' and type(question.escalationId) == 'string' then
+    return question
+  end
+end
+
+-- A new question of the team: a notification that points at the answer (no prompt: it would
+-- take the keys the user is typing).
+local function tell(plan)
+  local question = question_of(plan)
+  if not question or told[question.escalationId] then
+    return
+  end
+  told[question.escalationId] = true
+  vim.schedule(function()
+    vim.notify(
+      string.format(
+        'pitcrew asks (plan %s): %s\nAnswer with :PitcrewAnswer %s, or A in :PitcrewPlanView.',
+        plan.planId,
+        question.text or '',
+        plan.planId
+      ),
+      vim.log.levels.WARN
+    )
+  end)
+end
+
 --- Records a plan snapshot (as `pitcrew/plan` returns it).
 function M.update(root, plan)
   if type(plan) ~= 'table' or type(plan.planId) ~= 'string' then
@@ -27,6 +58,7 @@ function M.update(root, plan)
   end
   by_root[root] = by_root[root] or {}
   by_root[root][plan.planId] = plan
+  tell(plan)
   changed(root)
 end
 
@@ -39,6 +71,9 @@ function M.replace(root, plans)
     end
   end
   by_root[root] = known
+  for _, plan in pairs(known) do
+    tell(plan)
+  end
   changed(root)
 end
 
@@ -107,6 +142,15 @@ function M.latest_finished(root)
   for _, plan in ipairs(M.list(root)) do
     if not M.is_unfinished(plan) and plan.status ~= 'applied' and plan.status ~= 'cancelled' then
       return { planId = plan.planId }, plan
+    end
+  end
+end
+
+--- The most recent plan waiting on a question.
+function M.latest_question(root)
+  for _, plan in ipairs(M.list(root)) do
+    if question_of(plan) then
+      return plan
     end
   end
 end

@@ -1,6 +1,7 @@
 //! Code actions at a selection: delegate it (with presets, or with the instruction written in a
 //! `pitcrew:` comment), review it, plan from it; apply or discard a finished result that touches
-//! the file; and, on the reviewer's diagnostics, apply its fix, send it back, or dismiss it.
+//! the file; answer the team's open questions (in every file); and, on the reviewer's
+//! diagnostics, apply its fix, send it back, or dismiss it.
 //!
 //! Answering is cheap (no I/O, plans read in place). Each action carries `data`; when the
 //! client can resolve the property, the command or edit is left out and filled in by
@@ -65,6 +66,11 @@ enum Action {
     },
     Dismiss {
         finding_id: String,
+    },
+    Answer {
+        plan_id: String,
+        escalation_id: String,
+        choice: String,
     },
 }
 
@@ -254,6 +260,28 @@ pub fn code_actions(state: &GlobalState, params: CodeActionParams) -> Vec<CodeAc
         ));
     }
 
+    // The team's open questions, answerable from any file: no prompt takes the keyboard.
+    for (plan_id, escalation) in open_questions(&team) {
+        for choice in &escalation.choices {
+            offered.push(Offer::new(
+                // Which question each answer belongs to: several may be open at once.
+                format!(
+                    "{} (plan {plan_id}: {})",
+                    super::bridge::answer_title(&choice.label),
+                    short(&escalation.question)
+                ),
+                CodeActionKind::QUICKFIX,
+                Action::Answer {
+                    plan_id: plan_id.clone(),
+                    escalation_id: escalation.id.clone(),
+                    choice: choice.id.clone(),
+                },
+                false,
+                None,
+            ));
+        }
+    }
+
     // The reviewer's diagnostics in the request.
     {
         let findings = state.findings();
@@ -408,6 +436,14 @@ fn command_of(action: &Action, title: &str) -> Option<Command> {
         Action::Dismiss { finding_id } => {
             (commands::DISMISS_FINDING, json!({"findingId": finding_id}))
         }
+        Action::Answer {
+            plan_id,
+            escalation_id,
+            choice,
+        } => (
+            commands::ANSWER,
+            json!({"planId": plan_id, "escalationId": escalation_id, "choice": choice}),
+        ),
         Action::Fix { .. } => return None,
     };
     Some(Command {
@@ -468,6 +504,18 @@ fn fix_edit(state: &GlobalState, key: &str) -> Result<WorkspaceEdit> {
             changes: Some(HashMap::from([(uri, vec![edit])])),
             ..WorkspaceEdit::default()
         }
+    })
+}
+
+/// The plans waiting on a question, oldest first.
+fn open_questions(team: &Team) -> Vec<(String, crate::team::plan::Escalation)> {
+    team.service.registry().inspect(|plans| {
+        let mut open: Vec<_> = plans
+            .values()
+            .filter_map(|p| Some((p.created_at.clone(), p.id.clone(), p.escalation.clone()?)))
+            .collect();
+        open.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        open.into_iter().map(|(_, id, e)| (id, e)).collect()
     })
 }
 

@@ -282,14 +282,18 @@ async fn apply(
             record(state, team, target, built.placements).await;
             return Ok(summary);
         }
-        let reason = response
-            .failure_reason
-            .clone()
-            .unwrap_or_else(|| "no reason given".into());
+        // Editors decline without a reason when the user closes a preview (VS Code's
+        // Refactor Preview answers `applied: false` and nothing else).
+        let reason = match &response.failure_reason {
+            Some(reason) => format!("The editor did not apply it: {reason}."),
+            None => "The edit was declined in the editor (a preview closed without applying \
+                     it, say): nothing was changed. Apply again when you want it."
+                .to_owned(),
+        };
         // A refusal after a while is the user declining the preview, whatever they typed
         // meanwhile: never ask again.
         if asked.elapsed() > DECLINED_AFTER {
-            return Err(format!("The editor did not apply it: {reason}."));
+            return Err(reason);
         }
         // An editor refuses a stale edit after it sent the change that made it stale, but
         // the answer can overtake that `didChange` on the way through the server: give it a
@@ -311,7 +315,7 @@ async fn apply(
         }
         .await;
         if !moved_on || attempt == MAX_ATTEMPTS {
-            return Err(format!("The editor did not apply it: {reason}."));
+            return Err(reason);
         }
         tracing::info!("the edit was refused ({reason}) after the user typed; computing it again");
     }
@@ -603,7 +607,10 @@ fn build(
                     id,
                     ChangeAnnotation {
                         label: target.label.clone(),
-                        needs_confirmation: Some(true),
+                        // No confirmation: VS Code would open its Refactor Preview with
+                        // every change unticked, and the first Apply would apply nothing.
+                        // Users see the result before applying in the plan's diff views.
+                        needs_confirmation: Some(false),
                         description: Some(
                             "The team's reviewed result, merged with your edits since it started"
                                 .into(),

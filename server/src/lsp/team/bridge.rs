@@ -1,6 +1,7 @@
 //! The team's events, rendered for the editor: `$/progress` for every agent at work,
-//! diagnostics for findings, `window/showMessageRequest` for questions, `pitcrew/planChanged`
-//! (at most ten a second), and a message when a plan ends.
+//! diagnostics for findings, questions (a message and code actions that answer; a prompt only
+//! where the client asks for one), `pitcrew/planChanged` (at most ten a second), and a message
+//! when a plan ends.
 //!
 //! One task reads the events in order and never waits on the client: everything that does
 //! (creating a progress token, asking a question) runs in tasks of its own, each with a timeout.
@@ -138,7 +139,16 @@ impl Bridge {
             }
             Event::Escalated { plan, escalation } => {
                 let (client, team) = (self.client.clone(), self.team.clone());
-                tokio::spawn(ask(client, team, plan, escalation));
+                match question_style(&self.state) {
+                    QuestionStyle::Prompt => {
+                        tokio::spawn(ask(client, team, plan, escalation));
+                    }
+                    QuestionStyle::Notify => {
+                        tokio::spawn(tell(client, team, plan, escalation));
+                    }
+                    // The client's plugin shows it from `pitcrew/planChanged`.
+                    QuestionStyle::Plugin => {}
+                }
             }
             Event::Finished {
                 plan,
@@ -310,6 +320,68 @@ fn plan_notifier(
     sender
 }
 
+/// How the client wants the team's questions, from its `experimental.pitcrew.questions`
+/// capability. A prompt (`window/showMessageRequest`) takes the keyboard in most editors
+/// (Neovim's input list, Emacs' completing-read: whatever the user types goes into it), so it
+/// is used only when the client asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuestionStyle {
+    /// A `window/showMessage` saying what is asked and how to answer: the code actions
+    /// "Answer: …" offered in every file, or the command `pitcrew.answer`. The default.
+    Notify,
+    /// `window/showMessageRequest` with the choices (and "Open diff").
+    Prompt,
+    /// Nothing beyond `pitcrew/planChanged`: the client's pitcrew plugin shows the question.
+    Plugin,
+}
+
+pub fn question_style(state: &GlobalState) -> QuestionStyle {
+    let asked = state
+        .session()
+        .and_then(|s| s.client_capabilities.experimental.as_ref())
+        .and_then(|e| e.get("pitcrew"))
+        .and_then(|p| p.get("questions"))
+        .and_then(|q| q.as_str());
+    match asked {
+        Some("prompt") => QuestionStyle::Prompt,
+        Some("plugin") => QuestionStyle::Plugin,
+        _ => QuestionStyle::Notify,
+    }
+}
+
+/// What a question is about, for messages: " (task t1: Add sub)" or "".
+fn about(team: &Team, plan_id: &str, escalation: &Escalation) -> String {
+    escalation
+        .task
+        .as_deref()
+        .and_then(|t| team.service.plan(plan_id)?.task(t).cloned())
+        .map(|t| format!(" (task {}: {})", t.id, t.title))
+        .unwrap_or_default()
+}
+
+/// Tells the user a plan's question without taking the keyboard: a message naming the code
+/// actions that answer it.
+async fn tell(client: Client, team: Arc<Team>, plan_id: String, escalation: Escalation) {
+    let answers = escalation
+        .choices
+        .iter()
+        .map(|c| format!("\"{}\"", answer_title(&c.label)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = format!(
+        "pitcrew{} asks: {} Answer with a code action in any file ({answers}), or from the \
+         plan view; the plan waits until then.",
+        about(&team, &plan_id, &escalation),
+        escalation.question.trim_end()
+    );
+    client.show_message(MessageType::WARNING, text).await;
+}
+
+/// The title of the code action that answers a question with `label`.
+pub fn answer_title(label: &str) -> String {
+    format!("Answer: {label}")
+}
+
 /// Asks the user a plan's question; the answer drives the orchestrator. "Open diff" shows the
 /// task's diff and asks again. No answer leaves the question in the plan for later.
 async fn ask(client: Client, team: Arc<Team>, plan_id: String, escalation: Escalation) {
@@ -332,11 +404,11 @@ async fn ask(client: Client, team: Arc<Team>, plan_id: String, escalation: Escal
             properties: HashMap::new(),
         });
     }
-    let about = match &task {
-        Some(t) => format!(" (task {}: {})", t.id, t.title),
-        None => String::new(),
-    };
-    let text = format!("pitcrew{about}: {}", escalation.question);
+    let text = format!(
+        "pitcrew{}: {}",
+        about(&team, &plan_id, &escalation),
+        escalation.question
+    );
     loop {
         let answer = tokio::time::timeout(
             QUESTION_TIMEOUT,
