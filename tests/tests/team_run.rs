@@ -1181,3 +1181,49 @@ fn a_bad_plan_is_sent_back_once_with_the_reason_then_escalated() {
     );
     assert_eq!(scenario.plan()["status"], "escalated");
 }
+
+#[test]
+fn a_debugger_that_twice_gives_nothing_to_do_ends_its_attempt_and_the_plan_asks() {
+    // The integrated result fails its test; the debugger answers with a cause and no fix task,
+    // then again. It is refused once with what to fix, then stopped: the plan escalates with
+    // the reason instead of asking the debugger again until its turns run out.
+    let check = "#!/bin/sh\ncase \"$(git rev-parse --abbrev-ref HEAD)\" in */verify) echo 'broken when integrated'; exit 1;; esac\n";
+    let scenario = TeamScenario::new(
+        &[("check.sh", check)],
+        vec![
+            plan(json!([spec("a", "Write a.txt", &[])])),
+            write("a", "a.txt", "alpha\n"),
+            finish("a", "a"),
+            approve("a"),
+            with(
+                calls(
+                    "debugger",
+                    None,
+                    json!([{"name": "submit_diagnosis", "arguments": {"cause": "the test is broken", "fix_tasks": []}}]),
+                ),
+                "repeat",
+                json!(true),
+            ),
+        ],
+        "",
+        "test = \"sh check.sh\"",
+    );
+    let outcome = scenario.run("Write a", &["--yes"]);
+    assert_ne!(outcome.code, Some(0), "{}", outcome.all());
+    let plan = scenario.plan();
+    assert_eq!(plan["status"], "escalated", "{plan:#}");
+    assert!(
+        outcome.stdout.contains(
+            "the debugger could not say how to fix it: the debugger submitted an unusable \
+             `submit_diagnosis` twice; last: give the `cause` and at least one fix task"
+        ),
+        "{}",
+        outcome.all()
+    );
+    let debugger_calls = scenario
+        .journal()
+        .iter()
+        .filter(|e| e["event"] == "model_call" && e["role"] == "debugger")
+        .count();
+    assert_eq!(debugger_calls, 2, "asked once more, then stopped");
+}

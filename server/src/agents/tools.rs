@@ -83,7 +83,9 @@ pub struct RoleTools {
     pub sandbox: Sandbox,
     pub cancel: CancellationToken,
     pub max_tasks: u32,
-    invalid_plans: u32,
+    /// Terminal answers (a plan, a review, a diagnosis, a summary) refused as unusable so far:
+    /// the second ends the attempt instead of asking again until the turns run out.
+    unusable_answers: u32,
     /// Checks the model ran, most recent last.
     pub check_runs: Vec<CheckRun>,
     /// The files this agent wrote or edited, for a summary that must not forget them.
@@ -109,7 +111,7 @@ impl RoleTools {
             sandbox,
             cancel,
             max_tasks,
-            invalid_plans: 0,
+            unusable_answers: 0,
             check_runs: Vec::new(),
             changed: Default::default(),
         }
@@ -256,7 +258,41 @@ impl RoleTools {
         Ok(summary)
     }
 
+    /// A terminal tool's call: done, or refused with what to fix. An answer that validates
+    /// as JSON but cannot be acted on (an empty list of fix tasks, an invalid plan) is refused
+    /// once; the second such answer aborts the attempt with the reason, so the orchestrator
+    /// escalates instead of the model being asked again until its turns run out.
     fn terminal(&mut self, name: &str, args: &Value) -> Outcome {
+        match self.terminal_once(name, args) {
+            Outcome::Error {
+                message,
+                refused: false,
+            } => {
+                self.unusable_answers += 1;
+                if self.unusable_answers >= 2 {
+                    let what = match name {
+                        "submit_plan" => "an invalid plan".to_owned(),
+                        _ => format!("an unusable `{name}`"),
+                    };
+                    let reason = message
+                        .rsplit_once("; fix it and call")
+                        .map_or(message.as_str(), |(reason, _)| reason);
+                    Outcome::Abort(format!(
+                        "the {} submitted {what} twice; last: {reason}",
+                        self.role.as_str()
+                    ))
+                } else {
+                    Outcome::Error {
+                        message,
+                        refused: false,
+                    }
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn terminal_once(&mut self, name: &str, args: &Value) -> Outcome {
         let invalid = |message: String| Outcome::Error {
             message: format!("{message}; fix it and call `{name}` again"),
             refused: false,
@@ -288,16 +324,7 @@ impl RoleTools {
                 };
                 match outcome {
                     Ok(tasks) => Outcome::Done(Terminal::Plan(tasks)),
-                    Err(reason) => {
-                        self.invalid_plans += 1;
-                        if self.invalid_plans >= 2 {
-                            Outcome::Abort(format!(
-                                "the planner submitted an invalid plan twice; last: {reason}"
-                            ))
-                        } else {
-                            invalid(format!("the plan is not valid: {reason}"))
-                        }
-                    }
+                    Err(reason) => invalid(format!("the plan is not valid: {reason}")),
                 }
             }
             "submit_review" => {

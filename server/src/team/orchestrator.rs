@@ -110,7 +110,8 @@ struct Reviewed {
 
 struct Tested {
     check: Option<CheckResult>,
-    diagnosis: Option<(String, Vec<FixTask>)>,
+    /// The debugger's cause and fix tasks, or why it gave none.
+    diagnosis: Option<Result<(String, Vec<FixTask>), String>>,
 }
 
 /// A spawned worker.
@@ -905,6 +906,7 @@ impl Orchestrator {
                             &conventions,
                         )
                         .await?
+                        .ok()
                         .map(|(cause, fixes)| roles::diagnosis_text(&cause, &fixes))
                     }
                     _ => None,
@@ -1045,7 +1047,8 @@ impl Orchestrator {
                             &diff,
                             &conventions,
                         )
-                        .await?
+                        .await
+                        .map(Some)?
                     }
                     None => None,
                 };
@@ -1421,7 +1424,7 @@ impl Orchestrator {
             return;
         }
         match tested.diagnosis {
-            Some((cause, fixes)) if self.plan.fix_rounds < MAX_FIX_ROUNDS => {
+            Some(Ok((cause, fixes))) if self.plan.fix_rounds < MAX_FIX_ROUNDS => {
                 self.plan.fix_rounds += 1;
                 self.journal(
                     JournalEntry::new(&self.plan.id, "diagnosis")
@@ -1444,6 +1447,14 @@ impl Orchestrator {
                     self.set_status(&id, TaskStatus::Pending, Some("from the debugger".into()));
                 }
             }
+            Some(Err(reason)) => self.escalate(
+                None,
+                format!(
+                    "the integrated result fails the `test` check, and the debugger could not \
+                     say how to fix it: {reason}"
+                ),
+                &["retry", "abort"],
+            ),
             _ => self.escalate(
                 None,
                 format!(
@@ -1997,8 +2008,8 @@ impl Orchestrator {
     }
 }
 
-/// Runs the debugger; a debugger that cannot diagnose leaves the failure as it is, but a spent
-/// budget or a cancellation stops everything.
+/// Runs the debugger; a debugger that cannot diagnose leaves the failure as it is (the inner
+/// error says why), but a spent budget or a cancellation stops everything.
 async fn diagnose(
     debugger: &AgentContext,
     tools: &mut RoleTools,
@@ -2007,13 +2018,13 @@ async fn diagnose(
     failing: &CheckRun,
     diff: &str,
     conventions: &str,
-) -> Result<Option<(String, Vec<FixTask>)>, AgentError> {
+) -> Result<Result<(String, Vec<FixTask>), String>, AgentError> {
     match roles::diagnose(debugger, tools, subject, plan, failing, diff, conventions).await {
-        Ok(diagnosis) => Ok(Some(diagnosis)),
+        Ok(diagnosis) => Ok(Ok(diagnosis)),
         Err(AgentError::Cancelled) => Err(AgentError::Cancelled),
         Err(error) => {
             tracing::warn!("the debugger could not diagnose {}: {error}", debugger.task);
-            Ok(None)
+            Ok(Err(error.to_string()))
         }
     }
 }
