@@ -131,6 +131,16 @@ fn a_delegated_selection_of_an_unsaved_buffer_comes_back_as_a_versioned_edit_tha
     let ready = server.wait_for_plan(&plan, "ready");
     assert_eq!(ready["tasks"][0]["status"], "ready");
     assert_eq!(ready["tasks"][0]["findings"], 1);
+    // The message names the action to take, as the editor shows it; no raw JSON.
+    let told = server.wait_for_notification("window/showMessage", |m| {
+        m["message"].as_str().unwrap_or("").contains("is ready")
+    });
+    let text = told["message"].as_str().unwrap();
+    assert!(
+        text.contains("the code action \"Apply result of implement add\""),
+        "{text}"
+    );
+    assert!(!text.contains('{'), "{text}");
     assert!(
         ready["revision"].as_u64() > snapshot["revision"].as_u64(),
         "revisions grow: {} then {}",
@@ -1174,4 +1184,50 @@ fn a_plan_interrupted_by_a_crash_resumes_once_in_the_next_server_even_when_setti
         "a second team tried to resume it:\n{}",
         server.stderr()
     );
+}
+
+#[test]
+fn a_client_with_pitcrews_plugin_gets_no_messages_its_plugin_shows_itself() {
+    let mut responses = implement_add("delegated");
+    responses[3] = calls(
+        "reviewer",
+        Some("delegated"),
+        json!([{"name": "submit_review", "arguments": {"verdict": "reject", "findings": [
+            {"path": "src/lib.rs", "line": 3, "severity": "error", "message": "wrong approach"}
+        ]}}]),
+    );
+    let scenario = scenario(responses);
+    let mut server = scenario
+        .lsp()
+        .capabilities(json!({"experimental": {"pitcrew": {"plugin": true}}}))
+        .start();
+    server.wait_for_team();
+    let uri = server.uri("src/lib.rs");
+    let (plan, _) = delegate_from_comment(&mut server, &uri);
+    let asked = server.wait_for_notification("pitcrew/planChanged", |p| {
+        p["planId"] == plan.as_str() && p["plan"]["question"].is_object()
+    });
+    assert!(
+        asked["plan"]["question"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("rejected")
+    );
+    server
+        .command(
+            "pitcrew.answer",
+            json!({"planId": plan, "escalationId": asked["plan"]["question"]["escalationId"], "choice": "abort"}),
+        )
+        .expect("answered");
+    server.wait_for_notification("pitcrew/planChanged", |p| {
+        p["planId"] == plan.as_str() && p["plan"]["question"].is_null() && p["status"] != "running"
+    });
+    server.pump_for(Duration::from_millis(300));
+    assert!(
+        server
+            .server_requests("window/showMessageRequest")
+            .is_empty()
+    );
+    let messages = server.notifications("window/showMessage");
+    assert!(messages.is_empty(), "{messages:#?}");
 }

@@ -268,11 +268,11 @@ class Controller implements vscode.Disposable {
         this.serverStopped();
       }
     });
-    // The team's questions arrive in plan snapshots and show as toasts with the choices as
-    // buttons (tellQuestions): the server sends no prompt of its own.
+    // The team's questions and the end of plans arrive in plan snapshots and show as toasts
+    // with buttons (tellQuestions, tellEnding): the server sends no message of its own.
     client.registerFeature({
       fillClientCapabilities: (capabilities) => {
-        capabilities.experimental = { ...(capabilities.experimental as object | undefined), pitcrew: { questions: 'plugin' } };
+        capabilities.experimental = { ...(capabilities.experimental as object | undefined), pitcrew: { plugin: true } };
       },
       initialize: () => {},
       getState: () => ({ kind: 'static' }),
@@ -401,9 +401,46 @@ class Controller implements vscode.Disposable {
   }
 
   private planChanged(params: ext.PlanChangedParams): void {
+    const previous = this.plans.find((p) => p.planId === params.plan.planId);
+    if (previous !== undefined && previous.revision < params.plan.revision) {
+      this.tellEnding(previous, params.plan);
+    }
     this.plans = mergePlan(this.plans, params.plan);
     this.plansChanged();
     this.documents.planChanged(params.plan);
+  }
+
+  /** A plan that just ended, seen live: a toast with the buttons that act on it. */
+  private tellEnding(previous: ext.PlanSnapshot, plan: ext.PlanSnapshot): void {
+    if (previous.status === plan.status || plan.running || plan.question !== null) {
+      return;
+    }
+    const goal = plan.goal.split('\n')[0];
+    const outcome = plan.outcome ?? '';
+    if (plan.status === 'ready') {
+      void vscode.window
+        .showInformationMessage(`pitcrew: "${goal}" is ready${outcome === '' ? '' : ` (${outcome})`}.`, 'Apply', 'Show Plans', 'Discard')
+        .then((choice) => this.endingChoice(plan, choice));
+    } else if (plan.status === 'failed' || plan.status === 'escalated') {
+      void vscode.window
+        .showWarningMessage(`pitcrew: "${goal}" ${plan.status}${outcome === '' ? '' : `: ${outcome}`}`, 'Retry', 'Show Plans', 'Show Log')
+        .then((choice) => this.endingChoice(plan, choice));
+    }
+  }
+
+  private async endingChoice(plan: ext.PlanSnapshot, choice: string | undefined): Promise<void> {
+    try {
+      if (choice === 'Apply' || choice === 'Discard' || choice === 'Retry') {
+        const action = choice.toLowerCase() as 'apply' | 'discard' | 'retry';
+        await this.executeServer(ext.commands[action], args.targetArgs({ planId: plan.planId }));
+      } else if (choice === 'Show Plans') {
+        await vscode.commands.executeCommand(`${VIEW}.focus`);
+      } else if (choice === 'Show Log') {
+        this.log.show();
+      }
+    } catch (err) {
+      this.showError(err);
+    }
   }
 
   /**

@@ -606,12 +606,48 @@ impl StreamState {
 }
 
 fn transport_failure(err: &reqwest::Error) -> Failure {
-    let message = error_chain(err);
     if err.is_body() || err.is_decode() {
-        Failure::CutStream { message }
-    } else {
-        Failure::Connect { message }
+        return Failure::CutStream {
+            message: error_chain(err),
+        };
     }
+    Failure::Connect {
+        message: connect_message(err).unwrap_or_else(|| error_chain(err)),
+    }
+}
+
+/// What a user can act on when the server cannot be reached: "connection refused at
+/// http://127.0.0.1:8080/v1/chat/completions (is the model server running?)". `None` for
+/// failures without a plainer name than their chain of causes.
+fn connect_message(err: &reqwest::Error) -> Option<String> {
+    let url = err
+        .url()
+        .map(|u| u.as_str().to_owned())
+        .unwrap_or_else(|| "the model server".into());
+    let mut source: Option<&dyn std::error::Error> = Some(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => Some(format!(
+                    "connection refused at {url} (is the model server running, and is base_url right?)"
+                )),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => {
+                    Some(format!("the connection to {url} was closed by the server"))
+                }
+                std::io::ErrorKind::TimedOut => Some(format!("connecting to {url} timed out")),
+                _ => None,
+            };
+        }
+        source = cause.source();
+    }
+    let chain = error_chain(err);
+    if chain.contains("dns error") || chain.contains("failed to lookup address") {
+        let host = err.url().and_then(|u| u.host_str()).unwrap_or("the host");
+        return Some(format!(
+            "cannot resolve {host} for {url} (check base_url and the network)"
+        ));
+    }
+    None
 }
 
 /// An error and its causes on one line ("error sending request: connection refused").

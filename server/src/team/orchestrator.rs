@@ -447,7 +447,13 @@ impl Orchestrator {
                     .tasks
                     .iter()
                     .filter(|t| !t.status.is_integrated())
-                    .map(|t| format!("{} ({})", t.id, t.status.as_str()))
+                    .map(|t| match t.error.as_deref().map(str::trim) {
+                        // The cause, so the message a user sees can be acted on.
+                        Some(error) if !error.is_empty() => {
+                            format!("{} ({}: {})", t.id, t.status.as_str(), first_line(error))
+                        }
+                        _ => format!("{} ({})", t.id, t.status.as_str()),
+                    })
                     .collect();
                 let reason = format!("not every task succeeded: {}", failed.join(", "));
                 self.journal(
@@ -2135,4 +2141,9 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
+}
+
+/// The first line of `text`, for one-line summaries.
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
 }

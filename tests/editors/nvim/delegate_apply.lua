@@ -61,6 +61,11 @@ local function test()
   log('plan view when ready:\n  ' .. table.concat(view_lines, '\n  '))
   check(view_lines[1]:find('pitcrew', 1, true) and view_lines[1]:find('? keys', 1, true), 'a header that names the keys')
   check(ready_line:find('1 finding', 1, true), 'the task line counts the finding: ' .. ready_line)
+  -- The plugin says it is ready and names the command that applies it (no raw JSON).
+  local told = wait_for('the ready notification', function()
+    return find_line(H.messages, 'is ready')
+  end)
+  check(told:find(':PitcrewApply ', 1, true) and not told:find('{', 1, true), 'the ready message: ' .. told)
   -- `?` shows the keys.
   vim.api.nvim_feedkeys('?', 'x', false)
   check(find_line(lines_of(view), 'a apply', 'd open diff'), 'the key help after ?')

@@ -165,6 +165,11 @@ try {
     .filter({ hasText: 'ready' })
     .waitFor();
   step(`task ready: ${(await taskRow.textContent()).trim()}`);
+  // A toast says so, with the button that applies it (no raw command to type).
+  const readyToast = page.locator('.notification-toast', { hasText: 'is ready' });
+  await readyToast.waitFor();
+  await readyToast.locator('.monaco-button', { hasText: /^Apply$/ }).waitFor();
+  step(`ready toast: ${(await readyToast.locator('.notification-list-item-message').textContent()).trim()} [Apply]`);
 
   // Clicking the task opens its changes: the diff of src/lib.rs from pitcrew/task.
   // A click that lands just as the view redraws (the plan's own row changing, say) finds the

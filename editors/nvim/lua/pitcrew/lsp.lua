@@ -211,9 +211,10 @@ local function capabilities()
   caps.workspace = caps.workspace or {}
   caps.workspace.workspaceEdit = caps.workspace.workspaceEdit or {}
   caps.workspace.workspaceEdit.documentChanges = true
-  -- The team's questions come in plan snapshots; the plugin tells them (plans.lua) and
-  -- :PitcrewAnswer answers. No prompt takes the keyboard.
-  caps.experimental = { pitcrew = { questions = 'plugin' } }
+  -- The team's questions and the end of plans come in plan snapshots; the plugin tells them
+  -- (plans.lua) with the commands that act on them, so the server sends no message of its
+  -- own. No prompt takes the keyboard.
+  caps.experimental = { pitcrew = { plugin = true } }
   if config.options.capabilities then
     caps = vim.tbl_deep_extend('force', caps, config.options.capabilities)
   end

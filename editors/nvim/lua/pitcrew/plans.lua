@@ -51,14 +51,53 @@ local function tell(plan)
   end)
 end
 
+local function first_line(text)
+  return (tostring(text or ''):match('^[^\n]*'))
+end
+
+-- A plan that just ended, seen live: what it came to and the command that acts on it.
+local function tell_ending(previous, plan)
+  if not previous or previous.status == plan.status or M.is_unfinished(plan) or question_of(plan) then
+    return
+  end
+  local goal = first_line(plan.goal)
+  local outcome = plan.outcome ~= vim.NIL and plan.outcome or nil
+  local message, level
+  if plan.status == 'ready' then
+    message = string.format(
+      'pitcrew: "%s" is ready%s. Apply it with :PitcrewApply %s (or a in :PitcrewPlanView); see it with :PitcrewPlanView.',
+      goal,
+      outcome and (' (' .. outcome .. ')') or '',
+      plan.planId
+    )
+    level = vim.log.levels.INFO
+  elseif plan.status == 'failed' or plan.status == 'escalated' then
+    message = string.format(
+      'pitcrew: "%s" %s%s. :PitcrewRetry %s runs it again.',
+      goal,
+      plan.status,
+      outcome and (': ' .. outcome) or '',
+      plan.planId
+    )
+    level = vim.log.levels.WARN
+  else
+    return
+  end
+  vim.schedule(function()
+    vim.notify(message, level)
+  end)
+end
+
 --- Records a plan snapshot (as `pitcrew/plan` returns it).
 function M.update(root, plan)
   if type(plan) ~= 'table' or type(plan.planId) ~= 'string' then
     return
   end
   by_root[root] = by_root[root] or {}
+  local previous = by_root[root][plan.planId]
   by_root[root][plan.planId] = plan
   tell(plan)
+  tell_ending(previous, plan)
   changed(root)
 end
 

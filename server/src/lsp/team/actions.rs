@@ -507,6 +507,15 @@ fn fix_edit(state: &GlobalState, key: &str) -> Result<WorkspaceEdit> {
     })
 }
 
+/// What "Apply result of …" calls a ready plan: its task's title, or the plan's goal.
+pub fn result_title(plan: &crate::team::plan::Plan) -> String {
+    if plan.tasks.len() == 1 {
+        plan.tasks[0].title.clone()
+    } else {
+        format!("plan \"{}\"", short(&plan.goal))
+    }
+}
+
 /// The plans waiting on a question, oldest first.
 fn open_questions(team: &Team) -> Vec<(String, crate::team::plan::Escalation)> {
     team.service.registry().inspect(|plans| {
@@ -541,12 +550,7 @@ fn results_touching(team: &Team, path: &str) -> Vec<(String, Option<String>, Opt
             };
             if plan.status == PlanStatus::Ready {
                 if plan.tasks.iter().any(touches) {
-                    let title = if plan.tasks.len() == 1 {
-                        plan.tasks[0].title.clone()
-                    } else {
-                        format!("plan \"{}\"", short(&plan.goal))
-                    };
-                    found.push((title, Some(plan.id.clone()), None));
+                    found.push((result_title(plan), Some(plan.id.clone()), None));
                 }
                 continue;
             }

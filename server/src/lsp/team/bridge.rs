@@ -252,17 +252,21 @@ impl Bridge {
                 true
             }
         });
-        let goal = self
-            .team
-            .service
-            .plan(plan_id)
-            .map(|p| first_line(&p.goal).to_owned())
-            .unwrap_or_default();
+        if has_plugin(&self.state) {
+            return; // the plugin says it, with its own buttons and commands
+        }
+        let Some(plan) = self.team.service.plan(plan_id) else {
+            return;
+        };
+        let goal = first_line(&plan.goal).to_owned();
+        let title = super::actions::result_title(&plan);
         let (kind, message) = match status {
             PlanStatus::Ready => (
                 MessageType::INFO,
                 format!(
-                    "pitcrew: \"{goal}\" is ready ({outcome}). Apply it with the code action or pitcrew.apply {{\"planId\": \"{plan_id}\"}}."
+                    "pitcrew: \"{goal}\" is ready ({outcome}). Apply it with the code action \
+                     \"Apply result of {title}\" in a file it changes (or discard it with \
+                     \"Discard result of {title}\")."
                 ),
             ),
             PlanStatus::Applied => return,
@@ -336,17 +340,31 @@ pub enum QuestionStyle {
 }
 
 pub fn question_style(state: &GlobalState) -> QuestionStyle {
-    let asked = state
+    let asked = pitcrew_capability(state, "questions");
+    match asked.as_ref().and_then(|q| q.as_str()) {
+        Some("prompt") => QuestionStyle::Prompt,
+        Some("plugin") => QuestionStyle::Plugin,
+        _ if has_plugin(state) => QuestionStyle::Plugin,
+        _ => QuestionStyle::Notify,
+    }
+}
+
+/// The client's `experimental.pitcrew.<key>` capability.
+fn pitcrew_capability(state: &GlobalState, key: &str) -> Option<serde_json::Value> {
+    state
         .session()
         .and_then(|s| s.client_capabilities.experimental.as_ref())
         .and_then(|e| e.get("pitcrew"))
-        .and_then(|p| p.get("questions"))
-        .and_then(|q| q.as_str());
-    match asked {
-        Some("prompt") => QuestionStyle::Prompt,
-        Some("plugin") => QuestionStyle::Plugin,
-        _ => QuestionStyle::Notify,
-    }
+        .and_then(|p| p.get(key))
+        .cloned()
+}
+
+/// Whether the client runs pitcrew's own plugin (`experimental.pitcrew.plugin = true`: the
+/// VS Code extension, the Neovim plugin), which shows questions and the end of plans from
+/// `pitcrew/planChanged` with its own commands and buttons; the server then sends no message
+/// of its own for them.
+pub fn has_plugin(state: &GlobalState) -> bool {
+    pitcrew_capability(state, "plugin").and_then(|p| p.as_bool()) == Some(true)
 }
 
 /// What a question is about, for messages: " (task t1: Add sub)" or "".
