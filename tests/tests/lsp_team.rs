@@ -1231,3 +1231,84 @@ fn a_client_with_pitcrews_plugin_gets_no_messages_its_plugin_shows_itself() {
     let messages = server.notifications("window/showMessage");
     assert!(messages.is_empty(), "{messages:#?}");
 }
+
+#[test]
+fn a_typo_in_the_configuration_is_told_once_with_its_line_and_nothing_runs_until_it_is_fixed() {
+    let scenario = scenario(implement_add("delegated"));
+    let toml = std::fs::read_to_string(scenario.path().join("pitcrew.toml")).unwrap();
+    let typo = if toml.contains("[team]\n") {
+        toml.replacen("[team]\n", "[team]\nreview_rouds = 1\n", 1)
+    } else {
+        format!("{toml}\n[team]\nreview_rouds = 1\n")
+    };
+    std::fs::write(scenario.path().join("pitcrew.toml"), &typo).unwrap();
+    let line = typo
+        .lines()
+        .position(|l| l.starts_with("review_rouds"))
+        .unwrap()
+        + 1;
+    let mut server = start(&scenario);
+    let told = server.wait_for_notification("window/showMessage", |m| m["type"] == 1);
+    let text = told["message"].as_str().unwrap();
+    let file = scenario.path().join("pitcrew.toml");
+    assert!(
+        text.contains(&format!(
+            "{}:{line}:1: `team.review_rouds`: unknown field",
+            file.display()
+        )),
+        "file, line and key: {text}"
+    );
+    assert!(text.contains("nothing can run until it is fixed"), "{text}");
+    assert!(!text.contains("last good"), "there is none: {text}");
+
+    // Delegating says the same, not "add [models.default]" (which is there).
+    let uri = server.uri("src/lib.rs");
+    server.open(&uri, "rust", UNSAVED);
+    let actions = code_actions(&mut server, &uri, range((0, 0), (4, 0)), json!([]));
+    let resolved = server
+        .request(
+            "codeAction/resolve",
+            titled(&actions, "Delegate: implement add").clone(),
+        )
+        .unwrap();
+    let command = &resolved["command"];
+    let error = server
+        .request(
+            "workspace/executeCommand",
+            json!({"command": command["command"], "arguments": command["arguments"]}),
+        )
+        .unwrap_err();
+    assert!(
+        error.message.contains("`team.review_rouds`")
+            && error.message.contains("nothing can run until it is fixed"),
+        "{error:?}"
+    );
+    assert!(!error.message.contains("models.default"), "{error:?}");
+    server.pump_for(Duration::from_millis(200));
+    let errors: Vec<Value> = server
+        .notifications("window/showMessage")
+        .into_iter()
+        .filter(|m| m["type"] == 1)
+        .collect();
+    assert_eq!(errors.len(), 1, "told once: {errors:#?}");
+
+    // Fixed and saved: delegating works.
+    std::fs::write(scenario.path().join("pitcrew.toml"), &toml).unwrap();
+    let toml_uri = server.uri("pitcrew.toml");
+    server.notify(
+        "textDocument/didSave",
+        json!({"textDocument": {"uri": toml_uri}}),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ran = server.request(
+            "workspace/executeCommand",
+            json!({"command": command["command"], "arguments": command["arguments"]}),
+        );
+        if ran.is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{ran:?}");
+        server.pump_for(Duration::from_millis(50));
+    }
+}

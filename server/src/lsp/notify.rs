@@ -29,16 +29,28 @@ pub fn reload_config(
                 for line in &details {
                     tracing::error!("configuration: {line}");
                 }
-                let message = format!(
-                    "pitcrew: the configuration has {} problem{}; still using the last good one.\n{}",
-                    details.len(),
-                    if details.len() == 1 { "" } else { "s" },
-                    details.join("\n")
-                );
+                let blocker = state_for_team.config_state().blocker();
+                let message = match blocker {
+                    Some(blocker) => format!("pitcrew: {blocker}\nSave the file to load it again."),
+                    None => format!(
+                        "pitcrew: the configuration has {} problem{}; still using the last good \
+                         one until {} fixed.\n{}",
+                        details.len(),
+                        if details.len() == 1 { "" } else { "s" },
+                        if details.len() == 1 {
+                            "it is"
+                        } else {
+                            "they are"
+                        },
+                        details.join("\n")
+                    ),
+                };
                 client
                     .show_message(MessageType::ERROR, message.clone())
                     .await;
-                // The team still starts, on the last good (or default) configuration.
+                // The team still starts (plans can be seen and applied), on the last good
+                // configuration or, when there is none, the defaults; new work is refused
+                // with the problems until they are fixed.
                 super::team::configure(state_for_team, client).await;
             }
             Err(err) => tracing::error!("configuration reload failed: {err}"),

@@ -37,6 +37,34 @@ pub struct ConfigState {
     pub sources: Vec<SourceReport>,
     /// The errors of the last load; empty when it succeeded.
     pub errors: Vec<ConfigError>,
+    /// Whether any load has succeeded: `current` is a configuration the user wrote, not the
+    /// defaults.
+    pub loaded_once: bool,
+}
+
+impl ConfigState {
+    /// Why nothing can run: the configuration has errors and none ever loaded, so the team
+    /// would run on defaults the user did not choose. Names every problem (file, line, key).
+    pub fn blocker(&self) -> Option<String> {
+        if self.errors.is_empty() || self.loaded_once {
+            return None;
+        }
+        Some(format!(
+            "the configuration has {} problem{}, and nothing can run until {} fixed:\n{}",
+            self.errors.len(),
+            if self.errors.len() == 1 { "" } else { "s" },
+            if self.errors.len() == 1 {
+                "it is"
+            } else {
+                "they are"
+            },
+            self.errors
+                .iter()
+                .map(|e| format!("  {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ))
+    }
 }
 
 #[derive(Default)]
@@ -130,6 +158,7 @@ impl GlobalState {
             Ok(config) => {
                 state.current = Arc::new(config);
                 state.errors.clear();
+                state.loaded_once = true;
                 Reload::Applied
             }
             Err(errors) => {

@@ -49,6 +49,13 @@ pub fn execute(
         )));
     }
     let team = state.team.get().map_err(failed)?;
+    if matches!(
+        command,
+        commands::DELEGATE | commands::REVIEW | commands::PLAN | commands::RETRY
+    ) && let Some(blocker) = state.config_state().blocker()
+    {
+        return Err(failed(format!("pitcrew: {blocker}")));
+    }
     let result = match command {
         commands::DELEGATE => delegate(state, &team, args(command, arguments)?)?,
         commands::REVIEW => review(state, &team, args(command, arguments)?)?,
