@@ -788,6 +788,9 @@ fn a_question_never_takes_the_keyboard_it_is_told_and_answered_by_a_code_action(
         "no prompt"
     );
 
+    // The reviewer's finding is on the user's code while the question is open.
+    server.wait_for_diagnostics(&uri, |d| d.len() == 1);
+
     // Any file offers the answers; in a file the plan never touched too.
     let other = server.uri("notes.txt");
     server.open(&other, "plaintext", "some notes\n");
@@ -812,6 +815,8 @@ fn a_question_never_takes_the_keyboard_it_is_told_and_answered_by_a_code_action(
     });
     assert_ne!(ended["plan"]["tasks"][0]["status"], "ready");
     assert!(ended["plan"]["question"].is_null(), "answered");
+    // Aborted: its finding does not linger on the code.
+    server.wait_for_diagnostics(&uri, |d| d.is_empty());
     // Answered: no longer offered.
     let actions = code_actions(&mut server, &other, range((0, 0), (0, 0)), json!([]));
     assert!(
@@ -1311,4 +1316,61 @@ fn a_typo_in_the_configuration_is_told_once_with_its_line_and_nothing_runs_until
         assert!(std::time::Instant::now() < deadline, "{ran:?}");
         server.pump_for(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn findings_come_back_with_a_redo_and_overlapping_ones_say_which_each_action_is_for() {
+    let mut responses = implement_add("delegated");
+    responses[3] = calls(
+        "reviewer",
+        Some("delegated"),
+        json!([{"name": "submit_review", "arguments": {"verdict": "approve", "findings": [
+            {"path": "src/lib.rs", "line": 5, "severity": "warning",
+             "message": "overflows on large inputs", "suggestion": "    a.wrapping_add(b)"},
+            {"path": "src/lib.rs", "line": 5, "severity": "info",
+             "message": "consider i64 for the sum"}
+        ]}}]),
+    );
+    let scenario = scenario(responses);
+    let mut server = start(&scenario);
+    let uri = server.uri("src/lib.rs");
+    let (plan, _) = delegate_from_comment(&mut server, &uri);
+    server.wait_for_plan(&plan, "ready");
+    let before_apply = server.document(&uri).text.clone();
+    server
+        .command("pitcrew.apply", json!({"planId": plan}))
+        .expect("apply starts");
+    server.wait_for_plan(&plan, "applied");
+    let applied = server.document(&uri).text.clone();
+    let placed = server.wait_for_diagnostics(&uri, |d| d.len() == 2);
+    let lines: Vec<Value> = placed.iter().map(|d| d["range"].clone()).collect();
+
+    // Two findings on one line: every action names the finding it is for.
+    let actions = code_actions(&mut server, &uri, range((4, 0), (4, 0)), json!(placed));
+    let titles: Vec<&str> = actions
+        .iter()
+        .map(|a| a["title"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "Apply reviewer's fix: overflows on large inputs",
+        "Dismiss finding: overflows on large inputs",
+        "Dismiss finding: consider i64 for the sum",
+        "Send back to an implementer: consider i64 for the sum",
+    ] {
+        assert!(titles.contains(&expected), "{expected} in {titles:?}");
+    }
+    let unique: std::collections::HashSet<&&str> = titles.iter().collect();
+    assert_eq!(unique.len(), titles.len(), "no title twice: {titles:?}");
+
+    // Undo the apply (the editor sends the text back as it was), then redo it.
+    let replace_all = |server: &mut TestServer, text: &str| {
+        let lines = server.document(&uri).text.lines().count() as u32;
+        server.change(&uri, (0, 0), (lines, 0), text);
+    };
+    replace_all(&mut server, &before_apply);
+    server.wait_for_diagnostics(&uri, |d| d.is_empty());
+    replace_all(&mut server, &applied);
+    let back = server.wait_for_diagnostics(&uri, |d| d.len() == 2);
+    let back_lines: Vec<Value> = back.iter().map(|d| d["range"].clone()).collect();
+    assert_eq!(back_lines, lines, "the findings are back where they were");
 }

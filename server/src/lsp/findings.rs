@@ -74,7 +74,13 @@ pub struct FindingStore {
     dismissed: HashSet<String>,
     provenance: HashMap<String, Vec<Provenance>>,
     pending: HashMap<String, Placement>,
+    /// Findings an edit rewrote away, with the document's text just before that edit: an undo
+    /// then a redo brings that text back, and with it the findings. The latest few per document.
+    rewritten: HashMap<String, Vec<Placement>>,
 }
+
+/// How many rewritten states each document remembers.
+const REWRITTEN_KEPT: usize = 4;
 
 impl FindingStore {
     /// Replaces the findings of one task; returns the documents whose diagnostics changed.
@@ -116,7 +122,11 @@ impl FindingStore {
             }
             !drop
         });
-        for placement in self.pending.values_mut() {
+        for placement in self
+            .pending
+            .values_mut()
+            .chain(self.rewritten.values_mut().flatten())
+        {
             placement.findings.retain(|t| t.plan != plan);
         }
         touched
@@ -145,9 +155,26 @@ impl FindingStore {
         }
     }
 
+    /// Whether any finding is anchored in `uri` (the caller then keeps the text from before an
+    /// edit for [`FindingStore::shift`]).
+    pub fn has_findings_in(&self, uri: &str) -> bool {
+        self.items
+            .values()
+            .any(|t| t.uri == uri && t.anchor.is_some())
+    }
+
     /// Follows the user's edits; returns whether any diagnostic moved, appeared or was cleared.
-    pub fn shift(&mut self, uri: &str, changes: &[AppliedChange], text: &Rope) -> bool {
+    /// `before` is the text before the edits, when the caller kept it: findings the edits
+    /// rewrite are remembered with it, and come back if the text does (undo, then redo).
+    pub fn shift(
+        &mut self,
+        uri: &str,
+        changes: &[AppliedChange],
+        text: &Rope,
+        before: Option<&Rope>,
+    ) -> bool {
         let mut changed = false;
+        let mut gone = Vec::new();
         self.items.retain(|_, t| {
             if t.uri != uri {
                 return true;
@@ -169,10 +196,36 @@ impl FindingStore {
                 }
                 None => {
                     changed = true;
+                    gone.push(t.clone());
                     false // its text was rewritten
                 }
             }
         });
+        if let Some(before) = before
+            && !gone.is_empty()
+        {
+            let kept = self.rewritten.entry(uri.to_owned()).or_default();
+            kept.push(Placement {
+                expected: before.to_string(),
+                provenance: Vec::new(),
+                findings: gone,
+            });
+            if kept.len() > REWRITTEN_KEPT {
+                kept.remove(0);
+            }
+        }
+        // The text is back as it was before an edit rewrote findings away: they come back.
+        if let Some(kept) = self.rewritten.get_mut(uri)
+            && let Some(index) = kept.iter().position(|p| shows(text, &p.expected))
+        {
+            let placement = kept.remove(index);
+            for tracked in placement.findings {
+                if !self.items.contains_key(&tracked.key()) {
+                    changed = true;
+                    self.insert(tracked);
+                }
+            }
+        }
         if let Some(lines) = self.provenance.get_mut(uri) {
             lines.retain_mut(|p| match p.anchor.shift_all(changes) {
                 Some(moved) => {
@@ -229,6 +282,7 @@ impl FindingStore {
         }
         self.provenance.remove(uri);
         self.pending.remove(uri);
+        self.rewritten.remove(uri);
     }
 
     /// Places `placement` in `uri` now if `text` already shows it or the file is not open, or
@@ -398,17 +452,29 @@ mod tests {
             removed: 0..0,
             inserted_chars: 5,
         };
-        assert!(store.shift("file:///a.rs", &[inserted], &text));
+        assert!(store.shift("file:///a.rs", &[inserted], &text, None));
         assert_eq!(lines_of(&store, &text), [2, 3]);
         // "two" rewritten: its finding is gone; "three" stays.
         let two = text.line_to_char(2);
-        text.remove(two..two + 3);
-        text.insert(two, "TWO");
-        let rewritten = AppliedChange {
-            removed: two..two + 3,
-            inserted_chars: 3,
+        let rewrite = |text: &mut Rope, with: &str| {
+            let before = text.clone();
+            text.remove(two..two + 3);
+            text.insert(two, with);
+            let change = AppliedChange {
+                removed: two..two + 3,
+                inserted_chars: 3,
+            };
+            (before, change)
         };
-        store.shift("file:///a.rs", &[rewritten], &text);
+        let (before, change) = rewrite(&mut text, "TWO");
+        store.shift("file:///a.rs", &[change], &text, Some(&before));
+        assert_eq!(lines_of(&store, &text), [3]);
+        // Undone: the text is back as it was, and so is its finding; redone: gone again.
+        let (before, change) = rewrite(&mut text, "two");
+        assert!(store.shift("file:///a.rs", &[change], &text, Some(&before)));
+        assert_eq!(lines_of(&store, &text), [2, 3]);
+        let (before, change) = rewrite(&mut text, "TWO");
+        store.shift("file:///a.rs", &[change], &text, Some(&before));
         let diagnostics = store.diagnostics("file:///a.rs", Some(&text), PositionEncoding::Utf16);
         assert_eq!(diagnostics.len(), 1);
         assert_eq!(diagnostics[0].range.start.line, 3);
@@ -454,7 +520,7 @@ mod tests {
             removed: 2..2,
             inserted_chars: 4,
         };
-        assert!(store.shift("file:///a.rs", &[change], &after));
+        assert!(store.shift("file:///a.rs", &[change], &after, None));
         assert_eq!(
             store
                 .provenance_at("file:///a.rs", 3)

@@ -20,6 +20,12 @@ pub fn handle(state: &GlobalState, params: DidChangeTextDocumentParams) {
         .collect();
     let encoding = state.encoding();
     let mut documents = state.documents();
+    // The text before the change, when findings are anchored here (a rope clone shares its
+    // nodes: no copy), so findings this change rewrites can come back with an undo's redo.
+    let before = documents
+        .get(uri.as_str())
+        .filter(|_| state.findings().has_findings_in(uri.as_str()))
+        .map(|d| d.text().clone());
     let applied = match documents.change(uri.as_str(), &changes, version, encoding) {
         Ok(applied) => applied,
         Err(err) => {
@@ -28,9 +34,11 @@ pub fn handle(state: &GlobalState, params: DidChangeTextDocumentParams) {
         }
     };
     let moved = match documents.get(uri.as_str()) {
-        Some(document) => state
-            .findings()
-            .shift(uri.as_str(), &applied, document.text()),
+        Some(document) => {
+            state
+                .findings()
+                .shift(uri.as_str(), &applied, document.text(), before.as_ref())
+        }
         None => false,
     };
     drop(documents);

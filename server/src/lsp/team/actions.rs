@@ -282,9 +282,16 @@ pub fn code_actions(state: &GlobalState, params: CodeActionParams) -> Vec<CodeAc
         }
     }
 
-    // The reviewer's diagnostics in the request.
+    // The reviewer's diagnostics in the request. With more than one, each action says which
+    // finding it is about, so two "Dismiss finding"s are never told apart by position alone.
     {
         let findings = state.findings();
+        let ours = params
+            .context
+            .diagnostics
+            .iter()
+            .filter(|d| d.source.as_deref() == Some("pitcrew"))
+            .count();
         for diagnostic in &params.context.diagnostics {
             if diagnostic.source.as_deref() != Some("pitcrew") {
                 continue;
@@ -301,9 +308,16 @@ pub fn code_actions(state: &GlobalState, params: CodeActionParams) -> Vec<CodeAc
                 continue;
             };
             let attached = Some(vec![diagnostic.clone()]);
+            let about = |title: &str| {
+                if ours > 1 {
+                    format!("{title}: {}", short(&tracked.finding.message))
+                } else {
+                    title.to_owned()
+                }
+            };
             if tracked.finding.suggestion.is_some() {
                 offered.push(Offer::new(
-                    "Apply reviewer's fix",
+                    about("Apply reviewer's fix"),
                     CodeActionKind::QUICKFIX,
                     Action::Fix {
                         finding_id: key.to_owned(),
@@ -313,7 +327,7 @@ pub fn code_actions(state: &GlobalState, params: CodeActionParams) -> Vec<CodeAc
                 ));
             }
             offered.push(Offer::new(
-                "Send back to an implementer",
+                about("Send back to an implementer"),
                 CodeActionKind::QUICKFIX,
                 Action::SendBack {
                     finding_id: key.to_owned(),
@@ -322,7 +336,7 @@ pub fn code_actions(state: &GlobalState, params: CodeActionParams) -> Vec<CodeAc
                 attached.clone(),
             ));
             offered.push(Offer::new(
-                "Dismiss finding",
+                about("Dismiss finding"),
                 CodeActionKind::QUICKFIX,
                 Action::Dismiss {
                     finding_id: key.to_owned(),

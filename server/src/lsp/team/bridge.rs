@@ -252,12 +252,21 @@ impl Bridge {
                 true
             }
         });
-        if has_plugin(&self.state) {
-            return; // the plugin says it, with its own buttons and commands
-        }
         let Some(plan) = self.team.service.plan(plan_id) else {
             return;
         };
+        // A plan that ended without a result to apply (aborted, failed, cancelled) leaves no
+        // findings on the user's code: there is nothing they could act on any more. A retry
+        // reviews again and places its own.
+        if !matches!(status, PlanStatus::Ready | PlanStatus::Applied) && plan.escalation.is_none() {
+            let touched = self.state.findings().remove_plan(plan_id);
+            for uri in touched {
+                self.state.team.republish(uri);
+            }
+        }
+        if has_plugin(&self.state) {
+            return; // the plugin says it, with its own buttons and commands
+        }
         let goal = first_line(&plan.goal).to_owned();
         let title = super::actions::result_title(&plan);
         let (kind, message) = match status {
