@@ -268,136 +268,179 @@ fn implement_add() -> Vec<Value> {
     ]
 }
 
+/// code-server with the packaged extension installed, serving `workspace` on a free port;
+/// stopped (with everything it started) when dropped.
+struct VsCode {
+    /// Held for its Drop, which stops code-server and what it started.
+    _code_server: Group,
+    dir: tempfile::TempDir,
+    home: PathBuf,
+    user_data: PathBuf,
+    port: u16,
+}
+
+impl VsCode {
+    /// `trusted`: start with workspace trust off (every folder trusted), as the main scenario
+    /// does; else VS Code asks whether to trust the folder, as it does a new user.
+    fn start(host: &Host, workspace: &Path, trusted: bool) -> Self {
+        let vscode = tempfile::tempdir().expect("temp dir");
+        let home = vscode.path().join("home");
+        let user_data = vscode.path().join("user-data");
+        let extensions = vscode.path().join("extensions");
+        std::fs::create_dir_all(user_data.join("User")).expect("user data dir");
+        std::fs::write(
+            user_data.join("User/settings.json"),
+            json!({
+                "workbench.startupEditor": "none",
+                "workbench.tips.enabled": false,
+                "telemetry.telemetryLevel": "off",
+                "extensions.autoCheckUpdates": false,
+                "extensions.autoUpdate": false,
+                "git.openRepositoryInParentFolders": "never",
+                "files.autoSave": "off",
+            })
+            .to_string(),
+        )
+        .expect("settings.json");
+
+        let installed: Output = private_env(&mut Command::new(&host.code_server), &home)
+            .arg("--extensions-dir")
+            .arg(&extensions)
+            .arg("--user-data-dir")
+            .arg(&user_data)
+            .arg("--install-extension")
+            .arg(&host.vsix)
+            .arg("--force")
+            .output()
+            .expect("run code-server --install-extension");
+        assert!(
+            installed.status.success(),
+            "installing the .vsix failed:\n{}{}",
+            String::from_utf8_lossy(&installed.stdout),
+            String::from_utf8_lossy(&installed.stderr)
+        );
+
+        let port = free_port();
+        let log = std::fs::File::create(vscode.path().join("code-server.log")).expect("log file");
+        let mut code_server = Group::spawn(
+            private_env(&mut Command::new(&host.code_server), &home)
+                .env("PITCREW_SERVER_PATH", pitcrew_bin())
+                .env("PITCREW_LOG", "info")
+                .args(["--auth", "none", "--bind-addr"])
+                .arg(format!("127.0.0.1:{port}"))
+                .args(if trusted {
+                    &["--disable-workspace-trust"][..]
+                } else {
+                    &[]
+                })
+                .args([
+                    "--disable-telemetry",
+                    "--disable-update-check",
+                    "--disable-getting-started-override",
+                ])
+                .arg("--user-data-dir")
+                .arg(&user_data)
+                .arg("--extensions-dir")
+                .arg(&extensions)
+                .arg(workspace)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log file"))
+                .stderr(log),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !healthy(port) {
+            assert!(
+                Instant::now() < deadline,
+                "code-server did not answer /healthz:\n{}",
+                tails(vscode.path(), "code-server.log", 4000)
+            );
+            if let Ok(Some(status)) = code_server.child.try_wait() {
+                panic!(
+                    "code-server exited ({status}):\n{}",
+                    tails(vscode.path(), "code-server.log", 4000)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+
+        Self {
+            _code_server: code_server,
+            dir: vscode,
+            home,
+            user_data,
+            port,
+        }
+    }
+
+    /// Runs a Playwright driver script against this code-server with `envs` (and VSCODE_URL,
+    /// ARTIFACTS); fails unless it exits 0 within 120 s. Returns what it printed.
+    fn drive(&self, script: &Path, envs: &[(&str, &std::ffi::OsStr)]) -> String {
+        let (vscode, home, user_data, port) = (&self.dir, &self.home, &self.user_data, self.port);
+        let artifacts = repo_root().join("target/editors/artifacts");
+        let mut driver = Command::new("node");
+        driver
+            .arg(script)
+            .env("VSCODE_URL", format!("http://127.0.0.1:{port}"))
+            .env("ARTIFACTS", &artifacts)
+            .env("HOME", home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in envs {
+            driver.env(name, value);
+        }
+        // tests/editors/vscode/screenshots sets this to regenerate docs/screenshots.
+        if let Some(screenshot) = std::env::var_os("PITCREW_VSCODE_SCREENSHOT") {
+            driver.env("SCREENSHOT", screenshot);
+        }
+        let mut driver = Group::spawn(&mut driver);
+        let mut stdout = driver.child.stdout.take().expect("stdout");
+        let mut stderr = driver.child.stderr.take().expect("stderr");
+        let out_reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stdout.read_to_string(&mut text);
+            text
+        });
+        let err_reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let status = driver.wait(Duration::from_secs(120));
+        let out = out_reader.join().unwrap_or_default();
+        let err = err_reader.join().unwrap_or_default();
+        let report = format!(
+            "--- driver stdout\n{out}\n--- driver stderr\n{err}\n{}{}",
+            tails(user_data, "pitcrew.log", 6000),
+            tails(vscode.path(), "code-server.log", 3000)
+        );
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "the VS Code driver failed ({}):\n{report}",
+            status.map_or("timed out after 120 s".to_owned(), |s| s.to_string()),
+        );
+        eprintln!("{out}");
+        out
+    }
+}
+
 #[test]
 fn delegating_a_selection_in_vscode_shows_the_task_in_the_plan_view_and_applying_it_edits_the_buffer()
  {
     let host = host();
     let started = Instant::now();
     let scenario = TeamScenario::new(&[("src/lib.rs", ORIGINAL)], implement_add(), "", "");
-    let vscode = tempfile::tempdir().expect("temp dir");
-    let home = vscode.path().join("home");
-    let user_data = vscode.path().join("user-data");
-    let extensions = vscode.path().join("extensions");
-    std::fs::create_dir_all(user_data.join("User")).expect("user data dir");
-    std::fs::write(
-        user_data.join("User/settings.json"),
-        json!({
-            "workbench.startupEditor": "none",
-            "workbench.tips.enabled": false,
-            "telemetry.telemetryLevel": "off",
-            "extensions.autoCheckUpdates": false,
-            "extensions.autoUpdate": false,
-            "git.openRepositoryInParentFolders": "never",
-            "files.autoSave": "off",
-        })
-        .to_string(),
-    )
-    .expect("settings.json");
-
-    let installed: Output = private_env(&mut Command::new(&host.code_server), &home)
-        .arg("--extensions-dir")
-        .arg(&extensions)
-        .arg("--user-data-dir")
-        .arg(&user_data)
-        .arg("--install-extension")
-        .arg(&host.vsix)
-        .arg("--force")
-        .output()
-        .expect("run code-server --install-extension");
-    assert!(
-        installed.status.success(),
-        "installing the .vsix failed:\n{}{}",
-        String::from_utf8_lossy(&installed.stdout),
-        String::from_utf8_lossy(&installed.stderr)
+    let code = VsCode::start(&host, scenario.path(), true);
+    let out = code.drive(
+        &host.driver,
+        &[
+            ("WORKSPACE", scenario.path().as_os_str()),
+            ("PLAYWRIGHT_CORE", host.playwright.as_os_str()),
+            ("INSTRUCTION", INSTRUCTION.as_ref()),
+            ("GOAL", GOAL.as_ref()),
+        ],
     );
-
-    let port = free_port();
-    let log = std::fs::File::create(vscode.path().join("code-server.log")).expect("log file");
-    let mut code_server = Group::spawn(
-        private_env(&mut Command::new(&host.code_server), &home)
-            .env("PITCREW_SERVER_PATH", pitcrew_bin())
-            .env("PITCREW_LOG", "info")
-            .args(["--auth", "none", "--bind-addr"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args([
-                "--disable-telemetry",
-                "--disable-update-check",
-                "--disable-workspace-trust",
-                "--disable-getting-started-override",
-            ])
-            .arg("--user-data-dir")
-            .arg(&user_data)
-            .arg("--extensions-dir")
-            .arg(&extensions)
-            .arg(scenario.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !healthy(port) {
-        assert!(
-            Instant::now() < deadline,
-            "code-server did not answer /healthz:\n{}",
-            tails(vscode.path(), "code-server.log", 4000)
-        );
-        if let Ok(Some(status)) = code_server.child.try_wait() {
-            panic!(
-                "code-server exited ({status}):\n{}",
-                tails(vscode.path(), "code-server.log", 4000)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-
-    let artifacts = repo_root().join("target/editors/artifacts");
-    let mut driver = Command::new("node");
-    driver
-        .arg(&host.driver)
-        .env("VSCODE_URL", format!("http://127.0.0.1:{port}"))
-        .env("WORKSPACE", scenario.path())
-        .env("PLAYWRIGHT_CORE", &host.playwright)
-        .env("ARTIFACTS", &artifacts)
-        .env("INSTRUCTION", INSTRUCTION)
-        .env("GOAL", GOAL)
-        .env("HOME", &home)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // tests/editors/vscode/screenshots sets this to regenerate docs/screenshots.
-    if let Some(screenshot) = std::env::var_os("PITCREW_VSCODE_SCREENSHOT") {
-        driver.env("SCREENSHOT", screenshot);
-    }
-    let mut driver = Group::spawn(&mut driver);
-    let mut stdout = driver.child.stdout.take().expect("stdout");
-    let mut stderr = driver.child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let status = driver.wait(Duration::from_secs(120));
-    let out = out_reader.join().unwrap_or_default();
-    let err = err_reader.join().unwrap_or_default();
-    let report = || {
-        format!(
-            "--- driver stdout\n{out}\n--- driver stderr\n{err}\n{}{}",
-            tails(&user_data, "pitcrew.log", 6000),
-            tails(vscode.path(), "code-server.log", 3000)
-        )
-    };
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "the VS Code driver failed ({}):\n{}",
-        status.map_or("timed out after 120 s".to_owned(), |s| s.to_string()),
-        report()
-    );
-    eprintln!("{out}");
+    let report = || out.clone();
 
     // What the driver saw, it reports: the buffer before and after.
     let seen: Value = out
@@ -437,11 +480,11 @@ fn delegating_a_selection_in_vscode_shows_the_task_in_the_plan_view_and_applying
 
     // Nothing went wrong on the way: no error in the extension's log (its own, and the server's
     // stderr at ERROR level).
-    let log = tails(&user_data, "pitcrew.log", 1 << 20);
+    let log = tails(&code.user_data, "pitcrew.log", 1 << 20);
     let errors: Vec<&str> = log.lines().filter(|l| l.contains(" [error] ")).collect();
     assert!(errors.is_empty(), "errors in the pitcrew log:\n{log}");
 
-    drop(code_server);
+    drop(code);
     eprintln!(
         "editor_vscode: the whole run took {:.1} s",
         started.elapsed().as_secs_f64()
@@ -602,4 +645,41 @@ fn the_extensions_protocol_matches_the_servers() {
             "the fields of {name} in lsp_ext.ts vs ext.rs"
         );
     }
+}
+
+/// A new user's first minutes: a git repository without pitcrew.toml (the model comes from the
+/// user's own config file), opened in a window that asks whether to trust it. Restricted, the
+/// commands are there and say they wait for trust; trusted, the server starts and the editor's
+/// pitcrew menu delegates what the user typed in the picker, all without reloading the window.
+#[test]
+fn a_new_user_trusts_a_repository_without_pitcrew_toml_and_delegates_without_a_reload() {
+    const TYPED: &str = "write the sum of both numbers";
+    let host = host();
+    let scenario = TeamScenario::new(&[("src/lib.rs", ORIGINAL)], implement_add(), "", "");
+    let toml = scenario.repo.read("pitcrew.toml");
+    scenario.repo.git(&["rm", "-q", "pitcrew.toml"]);
+    scenario
+        .repo
+        .commit_all("no pitcrew.toml: the user's config file has the model");
+    let code = VsCode::start(&host, scenario.path(), false);
+    let user_config = code.home.join("config/pitcrew/config.toml");
+    std::fs::create_dir_all(user_config.parent().unwrap()).expect("config dir");
+    std::fs::write(&user_config, toml).expect("the user's config file");
+
+    let out = code.drive(
+        &repo_root().join("tests/editors/vscode/trust.mjs"),
+        &[
+            ("WORKSPACE", scenario.path().as_os_str()),
+            ("PLAYWRIGHT_CORE", host.playwright.as_os_str()),
+            ("INSTRUCTION", TYPED.as_ref()),
+        ],
+    );
+    assert!(out.contains("\"ok\":true"), "{out}");
+    let implementer = scenario.fake.requests_of("implementer", Some("delegated"));
+    let first = serde_json::to_string(&implementer[0]["body"]).unwrap();
+    assert!(
+        first.contains(TYPED),
+        "the typed instruction went to the implementer: {first}"
+    );
+    assert!(!scenario.path().join("pitcrew.toml").exists());
 }

@@ -4,6 +4,8 @@
 // its code actions) are registered by languageclient; the extension's commands are
 // `pitcrew.ui.*` and call them with `workspace/executeCommand`.
 
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as readline from 'node:readline';
 import * as vscode from 'vscode';
 import {
@@ -41,6 +43,66 @@ export function activate(context: vscode.ExtensionContext): void {
   // Not awaited: activation (and with it every command, Restart and Show Log included) must not
   // wait for a server that may never answer.
   void controller.restart();
+}
+
+/** Whether `folder` has a pitcrew.toml, or it or a folder above it holds `.git` (a folder, or a worktree's file). */
+function inRepository(folder: string): boolean {
+  if (fs.existsSync(path.join(folder, 'pitcrew.toml'))) {
+    return true;
+  }
+  for (let dir = folder; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, '.git'))) {
+      return true;
+    }
+    if (path.dirname(dir) === dir) {
+      return false;
+    }
+  }
+}
+
+/**
+ * The delegate picker: a preset, "Custom instruction…", or whatever the user typed (offered
+ * last, so typing filters the presets first; typing an instruction no preset matches and
+ * pressing Enter delegates with it).
+ */
+function pickDelegation(title: string): Promise<{ choice: args.PresetChoice; typed?: string } | undefined> {
+  const pick = vscode.window.createQuickPick<args.PresetChoice & vscode.QuickPickItem & { typed?: string }>();
+  pick.title = title;
+  pick.placeholder = 'What should the implementer do? Pick a preset, or type an instruction and press Enter';
+  pick.matchOnDescription = true;
+  pick.items = args.PRESET_CHOICES;
+  pick.onDidChangeValue((value) => {
+    const typed = value.trim();
+    pick.items =
+      typed === ''
+        ? args.PRESET_CHOICES
+        : [...args.PRESET_CHOICES, { label: typed, description: 'delegate with this instruction', custom: true, alwaysShow: true, typed }];
+  });
+  return new Promise((resolve) => {
+    let done = false;
+    pick.onDidAccept(() => {
+      // The highlighted item; none when the list was just replaced as the user typed: then
+      // what they typed is the instruction.
+      const item = pick.selectedItems[0] ?? pick.activeItems[0];
+      const typed = pick.value.trim();
+      done = true;
+      pick.hide();
+      if (item !== undefined) {
+        resolve({ choice: item, typed: item.typed });
+      } else if (typed !== '') {
+        resolve({ choice: { label: typed, description: 'delegate with this instruction', custom: true }, typed });
+      } else {
+        resolve(undefined);
+      }
+    });
+    pick.onDidHide(() => {
+      pick.dispose();
+      if (!done) {
+        resolve(undefined);
+      }
+    });
+    pick.show();
+  });
 }
 
 export function deactivate(): Promise<void> | undefined {
@@ -90,6 +152,16 @@ class Controller implements vscode.Disposable {
 
     const command = (id: string, run: (...a: any[]) => unknown) =>
       vscode.commands.registerCommand(id, async (...a: any[]) => {
+        if (!vscode.workspace.isTrusted && id !== 'pitcrew.showLog') {
+          const choice = await vscode.window.showWarningMessage(
+            'pitcrew starts once you trust this workspace: it runs the checks pitcrew.toml configures and sends code to the models it names.',
+            'Manage Workspace Trust',
+          );
+          if (choice === 'Manage Workspace Trust') {
+            await vscode.commands.executeCommand('workbench.trust.manage');
+          }
+          return;
+        }
         try {
           await run(...a);
         } catch (err) {
@@ -181,6 +253,11 @@ class Controller implements vscode.Disposable {
     }
     if (this.folder.uri.scheme !== 'file') {
       this.log.warn(`${this.folder.uri.toString()} is not a local folder; pitcrew needs one`);
+      return;
+    }
+    if (!inRepository(this.folder.uri.fsPath)) {
+      // Activated at startup in any window: a folder outside git has nothing for the team.
+      this.log.info(`${this.folder.uri.fsPath} is not in a git repository and has no pitcrew.toml: pitcrew is idle`);
       return;
     }
     const settings = vscode.workspace.getConfiguration('pitcrew', this.folder);
@@ -585,16 +662,13 @@ class Controller implements vscode.Disposable {
 
   private async delegate(): Promise<void> {
     const selection = this.selection();
-    const choice = await vscode.window.showQuickPick(args.PRESET_CHOICES, {
-      title: `pitcrew: delegate ${selection.label}`,
-      placeHolder: 'What should the implementer do?',
-      matchOnDescription: true,
-    });
-    if (choice === undefined) {
+    const picked = await pickDelegation(`pitcrew: delegate ${selection.label}`);
+    if (picked === undefined) {
       return;
     }
-    let instruction: string | undefined;
-    if (choice.custom) {
+    const choice = picked.choice;
+    let instruction: string | undefined = picked.typed;
+    if (choice.custom && instruction === undefined) {
       instruction = await vscode.window.showInputBox({
         title: `pitcrew: delegate ${selection.label}`,
         prompt: 'The instruction for the implementer',
