@@ -16,7 +16,8 @@
 ;;   M-x pitcrew-show-plan   a plan's tasks and their state, in a buffer (g refreshes)
 ;;   M-x pitcrew-apply       apply a ready plan (also: pitcrew-discard, -cancel, -retry)
 ;;
-;; It reports plans as they change (`pitcrew/planChanged') in the echo area, and, on Emacs 28,
+;; It reports plans as they change (`pitcrew/planChanged') in the echo area, shows how many
+;; are at work in the mode line (eglot 1.9 shows no `$/progress'), and, on Emacs 28,
 ;; works around a jsonrpc.el bug that can hold a server message back until the next one
 ;; arrives (see `pitcrew--finish-process-filter').
 ;;
@@ -42,6 +43,33 @@
   "Plan statuses announced in the echo area when a plan reaches them."
   :type '(repeat string))
 
+(defcustom pitcrew-mode-line t
+  "Show in the mode line how many plans the team is working on."
+  :type 'boolean)
+
+(defvar pitcrew--mode-line ""
+  "What the mode line shows of the team's work: \" pitcrew: 2 at work\" or \"\".")
+(put 'pitcrew--mode-line 'risky-local-variable t)
+
+(defun pitcrew--update-mode-line ()
+  "Count the plans at work, from the latest `pitcrew/planChanged' of each."
+  (let ((working 0))
+    (maphash (lambda (_id entry)
+               (when (member (car entry) '("planning" "running" "testing"))
+                 (setq working (1+ working))))
+             pitcrew--plans)
+    (setq pitcrew--mode-line
+          (if (> working 0) (format " pitcrew: %d at work" working) ""))
+    (force-mode-line-update t)))
+
+(when (and pitcrew-mode-line (boundp 'global-mode-string))
+  (let ((current (if (listp global-mode-string) global-mode-string (list global-mode-string))))
+    (unless (memq 'pitcrew--mode-line current)
+      ;; A list that starts with a symbol is a conditional in a mode line: start with "".
+      (setq global-mode-string
+            (append (if (stringp (car current)) current (cons "" current))
+                    '(pitcrew--mode-line))))))
+
 (defvar pitcrew-plan-changed-functions nil
   "Functions called with (SERVER PLAN-ID STATUS PLAN) on `pitcrew/planChanged'.
 PLAN is the plan as `pitcrew/plan' returns it, a plist.")
@@ -56,6 +84,7 @@ PLAN is the plan as `pitcrew/plan' returns it, a plist.")
   "Record and announce a change of plan PLANID to STATUS."
   (let ((before (car (gethash planId pitcrew--plans))))
     (puthash planId (cons status plan) pitcrew--plans)
+    (pitcrew--update-mode-line)
     (when (and (not (equal before status)) (member status pitcrew-report-statuses))
       (message "pitcrew: %s — %s%s" (plist-get plan :goal) status
                (if (equal status "ready") " (M-x pitcrew-apply, or the code action)" "")))

@@ -122,10 +122,14 @@ function that says it (called on failure)."
             (pitcrew-test--run-idle-timers (- (float-time) started) idle-timers-run)))
     value))
 
-;; Every status `pitcrew/planChanged' reports, through the helper's hook.
+;; Every status `pitcrew/planChanged' reports, through the helper's hook, and what the mode
+;; line showed of the team's work then.
+(defvar pitcrew-test--mode-lines nil "The mode line's pitcrew text after each change.")
 (add-hook 'pitcrew-plan-changed-functions
           (lambda (_server plan-id status _plan)
-            (push status (gethash plan-id pitcrew-test--plans))))
+            (push status (gethash plan-id pitcrew-test--plans))
+            ;; (batch Emacs renders no mode line: `format-mode-line' is empty there)
+            (push pitcrew--mode-line pitcrew-test--mode-lines)))
 
 (defun pitcrew-test--actions (beg end)
   "The code actions eglot gets for BEG..END (with the Flymake diagnostics there)."
@@ -258,6 +262,14 @@ function that says it (called on failure)."
 
     (pitcrew-test--step (format "wait for plan %s to be ready" plan-id)
       (pitcrew-test--wait-status plan-id "ready")
+      ;; The mode line showed the team at work, and shows nothing once it is done.
+      (unless (cl-some (lambda (text) (string-match-p "pitcrew: 1 at work" text))
+                       pitcrew-test--mode-lines)
+        (pitcrew-test--fail "the mode line never showed the work: %S (statuses %S, global-mode-string %S)" pitcrew-test--mode-lines (gethash plan-id pitcrew-test--plans) global-mode-string))
+      (unless (memq 'pitcrew--mode-line global-mode-string)
+        (pitcrew-test--fail "pitcrew is not in the mode line: %S" global-mode-string))
+      (unless (equal pitcrew--mode-line "")
+        (pitcrew-test--fail "the mode line still shows work: %S" pitcrew--mode-line))
       (let* ((plan (pitcrew-test--plan plan-id))
              (task (aref (plist-get plan :tasks) 0)))
         (unless (and (equal (plist-get plan :status) "ready")

@@ -61,6 +61,12 @@ local function test()
   log('plan view when ready:\n  ' .. table.concat(view_lines, '\n  '))
   check(view_lines[1]:find('pitcrew', 1, true) and view_lines[1]:find('? keys', 1, true), 'a header that names the keys')
   check(ready_line:find('1 finding', 1, true), 'the task line counts the finding: ' .. ready_line)
+  -- The agents' progress was shown, by default, where Neovim has LspProgress (0.10+).
+  if vim.fn.exists('##LspProgress') == 1 then
+    local shown = require('pitcrew').last_progress
+    check(shown and shown:find('^pitcrew'), 'progress echoed: ' .. tostring(shown))
+    log('progress shown: ' .. shown)
+  end
   -- The plugin says it is ready and names the command that applies it (no raw JSON).
   local told = wait_for('the ready notification', function()
     return find_line(H.messages, 'is ready')

@@ -19,6 +19,9 @@ M.defaults = {
   -- Milliseconds between a change and its didChange (0: at once, so the team always works on
   -- what you see and edits computed against an older text are refused and computed again).
   debounce_text_changes = 0,
+  -- Show what each agent is doing in the message area (Neovim 0.10+, from the server's
+  -- $/progress; older versions: :PitcrewPlanView). false leaves progress to your statusline.
+  progress = true,
   -- Merged into Neovim's client capabilities.
   capabilities = nil,
   -- Called as on_attach(client, bufnr).
@@ -90,6 +93,7 @@ local function validate(o)
     return x == nil or list_of_strings(x)
   end, true, 'nil or a list of filetypes')
   v('presets', o.presets, 'boolean')
+  v('progress', o.progress, 'boolean')
   v('debounce_text_changes', o.debounce_text_changes, function(x)
     return type(x) == 'number' and x >= 0
   end, false, 'a number of milliseconds >= 0')

@@ -24,6 +24,33 @@ function M.setup(opts)
   M.configured = true
   require('pitcrew.commands').create()
   local group = vim.api.nvim_create_augroup('pitcrew', { clear = true })
+  -- Progress by default: each agent's step, echoed without filling :messages.
+  if config.options.progress and vim.fn.exists('##LspProgress') == 1 then
+    vim.api.nvim_create_autocmd('LspProgress', {
+      group = group,
+      callback = function(args)
+        local data = args.data or {}
+        local client = vim.lsp.get_client_by_id(data.client_id)
+        local value = data.params and data.params.value
+        if not client or client.name ~= 'pitcrew' or type(value) ~= 'table' then
+          return
+        end
+        local text = value.title or ''
+        if not text:find('^pitcrew') then
+          text = 'pitcrew: ' .. text
+        end
+        if value.message and value.message ~= '' then
+          text = text .. ': ' .. value.message
+        end
+        if value.kind == 'end' then
+          text = text .. ' (done)'
+        end
+        M.last_progress = text
+        vim.api.nvim_echo({ { text } }, false, {})
+      end,
+      desc = "pitcrew: show the agents' progress",
+    })
+  end
   if config.options.autostart then
     vim.api.nvim_create_autocmd({ 'BufReadPost', 'BufNewFile', 'FileType' }, {
       group = group,
