@@ -75,8 +75,9 @@ pub struct FindingStore {
     provenance: HashMap<String, Vec<Provenance>>,
     pending: HashMap<String, Placement>,
     /// Findings an edit rewrote away, with the document's text just before that edit: an undo
-    /// then a redo brings that text back, and with it the findings. The latest few per document.
-    rewritten: HashMap<String, Vec<Placement>>,
+    /// then a redo brings that text back, and with it the findings. The latest few per
+    /// document; the texts are rope clones, which share their nodes with the document.
+    rewritten: HashMap<String, Vec<(Rope, Vec<Tracked>)>>,
 }
 
 /// How many rewritten states each document remembers.
@@ -122,12 +123,11 @@ impl FindingStore {
             }
             !drop
         });
-        for placement in self
-            .pending
-            .values_mut()
-            .chain(self.rewritten.values_mut().flatten())
-        {
+        for placement in self.pending.values_mut() {
             placement.findings.retain(|t| t.plan != plan);
+        }
+        for (_, findings) in self.rewritten.values_mut().flatten() {
+            findings.retain(|t| t.plan != plan);
         }
         touched
     }
@@ -205,21 +205,19 @@ impl FindingStore {
             && !gone.is_empty()
         {
             let kept = self.rewritten.entry(uri.to_owned()).or_default();
-            kept.push(Placement {
-                expected: before.to_string(),
-                provenance: Vec::new(),
-                findings: gone,
-            });
+            kept.push((before.clone(), gone));
             if kept.len() > REWRITTEN_KEPT {
                 kept.remove(0);
             }
         }
         // The text is back as it was before an edit rewrote findings away: they come back.
         if let Some(kept) = self.rewritten.get_mut(uri)
-            && let Some(index) = kept.iter().position(|p| shows(text, &p.expected))
+            && let Some(index) = kept
+                .iter()
+                .position(|(was, _)| was.len_bytes() == text.len_bytes() && was == text)
         {
-            let placement = kept.remove(index);
-            for tracked in placement.findings {
+            let (_, findings) = kept.remove(index);
+            for tracked in findings {
                 if !self.items.contains_key(&tracked.key()) {
                     changed = true;
                     self.insert(tracked);
