@@ -63,12 +63,17 @@
     (force-mode-line-update t)))
 
 (when (and pitcrew-mode-line (boundp 'global-mode-string))
-  (let ((current (if (listp global-mode-string) global-mode-string (list global-mode-string))))
-    (unless (memq 'pitcrew--mode-line current)
-      ;; A list that starts with a symbol is a conditional in a mode line: start with "".
+  (let ((current global-mode-string))
+    (unless (and (listp current) (memq 'pitcrew--mode-line current))
       (setq global-mode-string
-            (append (if (stringp (car current)) current (cons "" current))
-                    '(pitcrew--mode-line))))))
+            (cond
+             ;; A list of mode-line elements that starts with a string: add ours at its end.
+             ((and (consp current) (stringp (car current)))
+              (append current '(pitcrew--mode-line)))
+             ;; Anything else (nil, a string, a symbol, an (:eval …) form, a conditional) is
+             ;; one element: keep it whole, before ours.
+             ((null current) '("" pitcrew--mode-line))
+             (t (list "" current 'pitcrew--mode-line)))))))
 
 (defvar pitcrew-plan-changed-functions nil
   "Functions called with (SERVER PLAN-ID STATUS PLAN) on `pitcrew/planChanged'.

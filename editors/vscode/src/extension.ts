@@ -73,10 +73,22 @@ function pickDelegation(title: string): Promise<{ choice: args.PresetChoice; typ
   pick.items = args.PRESET_CHOICES;
   pick.onDidChangeValue((value) => {
     const typed = value.trim();
-    pick.items =
-      typed === ''
-        ? args.PRESET_CHOICES
-        : [...args.PRESET_CHOICES, { label: typed, description: 'delegate with this instruction', custom: true, alwaysShow: true, typed }];
+    if (typed === '') {
+      pick.items = args.PRESET_CHOICES;
+      return;
+    }
+    const own: args.PresetChoice & vscode.QuickPickItem & { typed?: string } = {
+      label: typed,
+      description: 'delegate with this instruction',
+      custom: true,
+      alwaysShow: true,
+      typed,
+    };
+    pick.items = [...args.PRESET_CHOICES, own];
+    // Replacing the items resets the highlight: keep it on a preset the text names, else on
+    // the typed instruction, so Enter does what the list shows.
+    const named = args.PRESET_CHOICES.find((c) => c.label.replace(/^\$\([^)]*\)\s*/, '').toLowerCase().includes(typed.toLowerCase()));
+    pick.activeItems = [named ?? own];
   });
   return new Promise((resolve) => {
     let done = false;
@@ -88,7 +100,8 @@ function pickDelegation(title: string): Promise<{ choice: args.PresetChoice; typ
       done = true;
       pick.hide();
       if (item !== undefined) {
-        resolve({ choice: item, typed: item.typed });
+        // The typed item may trail the last keystrokes: what is in the box is the instruction.
+        resolve({ choice: item, typed: item.typed === undefined ? undefined : typed || item.typed });
       } else if (typed !== '') {
         resolve({ choice: { label: typed, description: 'delegate with this instruction', custom: true }, typed });
       } else {
@@ -479,7 +492,7 @@ class Controller implements vscode.Disposable {
 
   private planChanged(params: ext.PlanChangedParams): void {
     const previous = this.plans.find((p) => p.planId === params.plan.planId);
-    if (previous !== undefined && previous.revision < params.plan.revision) {
+    if (previous !== undefined && previous.revision <= params.plan.revision) {
       this.tellEnding(previous, params.plan);
     }
     this.plans = mergePlan(this.plans, params.plan);
@@ -489,12 +502,21 @@ class Controller implements vscode.Disposable {
 
   /** A plan that just ended, seen live: a toast with the buttons that act on it. */
   private tellEnding(previous: ext.PlanSnapshot, plan: ext.PlanSnapshot): void {
-    if (previous.status === plan.status || plan.running || plan.question !== null) {
+    // Ended: no longer at work (its status final and its run over; the two can arrive in
+    // separate snapshots), seen happen live.
+    const atWork = (p: ext.PlanSnapshot) => p.running || ['planning', 'running', 'testing'].includes(p.status);
+    if (!atWork(previous) || atWork(plan) || plan.question !== null) {
       return;
     }
     const goal = plan.goal.split('\n')[0];
     const outcome = plan.outcome ?? '';
-    if (plan.status === 'ready') {
+    const review = plan.tasks.length > 0 && plan.tasks.every((t) => t.kind === 'review');
+    if (plan.status === 'ready' && review) {
+      // A review has nothing to apply: its findings are in the editor.
+      void vscode.window
+        .showInformationMessage(`pitcrew: reviewed "${goal}"${outcome === '' ? '' : ` (${outcome})`}.`, 'Show Plans')
+        .then((choice) => this.endingChoice(plan, choice));
+    } else if (plan.status === 'ready') {
       void vscode.window
         .showInformationMessage(`pitcrew: "${goal}" is ready${outcome === '' ? '' : ` (${outcome})`}.`, 'Apply', 'Show Plans', 'Discard')
         .then((choice) => this.endingChoice(plan, choice));
@@ -527,10 +549,15 @@ class Controller implements vscode.Disposable {
   private tellQuestions(): void {
     for (const plan of this.plans) {
       const question = plan.question;
-      if (question === null || this.told.has(question.escalationId)) {
+      if (question === null) {
         continue;
       }
-      this.told.add(question.escalationId);
+      // Escalation ids count within a plan: key by both.
+      const key = `${plan.planId}/${question.escalationId}`;
+      if (this.told.has(key)) {
+        continue;
+      }
+      this.told.add(key);
       const task = question.taskId === null ? '' : ` (${question.taskId})`;
       void vscode.window
         .showWarningMessage(`pitcrew asks${task}: ${question.text}`, ...question.choices.map((c) => c.label))

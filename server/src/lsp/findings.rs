@@ -99,6 +99,10 @@ impl FindingStore {
             }
             !drop
         });
+        // Findings of an earlier review of this task do not come back with an undo.
+        for (_, kept) in self.rewritten.values_mut().flatten() {
+            kept.retain(|t| !(t.plan == plan && t.finding.task == task));
+        }
         for tracked in findings {
             touched.insert(tracked.uri.clone());
             self.insert(tracked);
@@ -111,6 +115,26 @@ impl FindingStore {
         if !self.dismissed.contains(&key) {
             self.items.insert(key, tracked);
         }
+    }
+
+    /// Forgets the findings of some tasks of a plan (they ended without a result).
+    pub fn remove_tasks(&mut self, plan: &str, tasks: &[String]) -> HashSet<String> {
+        let gone = |t: &Tracked| t.plan == plan && tasks.contains(&t.finding.task);
+        let mut touched = HashSet::new();
+        self.items.retain(|_, t| {
+            if gone(t) {
+                touched.insert(t.uri.clone());
+                return false;
+            }
+            true
+        });
+        for placement in self.pending.values_mut() {
+            placement.findings.retain(|t| !gone(t));
+        }
+        for (_, findings) in self.rewritten.values_mut().flatten() {
+            findings.retain(|t| !gone(t));
+        }
+        touched
     }
 
     /// Forgets a plan's findings (it was discarded).
@@ -211,6 +235,9 @@ impl FindingStore {
             }
         }
         // The text is back as it was before an edit rewrote findings away: they come back.
+        if let Some(kept) = self.rewritten.get_mut(uri) {
+            kept.retain(|(_, findings)| !findings.is_empty());
+        }
         if let Some(kept) = self.rewritten.get_mut(uri)
             && let Some(index) = kept
                 .iter()

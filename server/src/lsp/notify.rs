@@ -31,7 +31,11 @@ pub fn reload_config(
                 }
                 let blocker = state_for_team.config_state().blocker();
                 let message = match blocker {
-                    Some(blocker) => format!("pitcrew: {blocker}\nSave the file to load it again."),
+                    Some(blocker) => format!(
+                        "pitcrew: {blocker}\npitcrew loads it again when pitcrew.toml is saved \
+                         or the editor's pitcrew settings change; after editing your user \
+                         configuration file, restart the server. `pitcrew doctor` checks it too."
+                    ),
                     None => format!(
                         "pitcrew: the configuration has {} problem{}; still using the last good \
                          one until {} fixed.\n{}",

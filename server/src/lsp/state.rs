@@ -40,6 +40,9 @@ pub struct ConfigState {
     /// Whether any load has succeeded: `current` is a configuration the user wrote, not the
     /// defaults.
     pub loaded_once: bool,
+    /// Interrupted plans were not resumed because the configuration could not load: resume
+    /// them once it does.
+    pub deferred_resume: bool,
 }
 
 impl ConfigState {

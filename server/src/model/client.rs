@@ -620,23 +620,34 @@ fn transport_failure(err: &reqwest::Error) -> Failure {
 /// http://127.0.0.1:8080/v1/chat/completions (is the model server running?)". `None` for
 /// failures without a plainer name than their chain of causes.
 fn connect_message(err: &reqwest::Error) -> Option<String> {
+    // Without user and password, should base_url carry them.
     let url = err
         .url()
-        .map(|u| u.as_str().to_owned())
+        .map(|u| {
+            let mut u = u.clone();
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        })
         .unwrap_or_else(|| "the model server".into());
     let mut source: Option<&dyn std::error::Error> = Some(err);
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => Some(format!(
-                    "connection refused at {url} (is the model server running, and is base_url right?)"
-                )),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => {
-                    Some(format!("the connection to {url} was closed by the server"))
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    return Some(format!(
+                        "connection refused at {url} (is the model server running, and is \
+                         base_url right?)"
+                    ));
                 }
-                std::io::ErrorKind::TimedOut => Some(format!("connecting to {url} timed out")),
-                _ => None,
-            };
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => {
+                    return Some(format!("the connection to {url} was closed by the server"));
+                }
+                std::io::ErrorKind::TimedOut => {
+                    return Some(format!("connecting to {url} timed out"));
+                }
+                _ => {}
+            }
         }
         source = cause.source();
     }

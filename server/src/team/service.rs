@@ -206,6 +206,13 @@ impl TeamService {
             // missed it, never undoing a later save.
             service.registry.update(&finished);
             service.lock_running().remove(&id);
+            // Views show whether a plan is running: tell them it no longer is (the last
+            // status change came while it still was).
+            let status = service
+                .registry
+                .get(&id)
+                .map_or(finished.status, |p| p.status);
+            let _ = service.events.send(Event::PlanChanged { plan: id, status });
         });
         Ok(())
     }

@@ -69,7 +69,7 @@ local function test()
   end
   -- The plugin says it is ready and names the command that applies it (no raw JSON).
   local told = wait_for('the ready notification', function()
-    return find_line(H.messages, 'is ready')
+    return find_line(H.messages, 'pitcrew: ready: ')
   end)
   check(told:find(':PitcrewApply ', 1, true) and not told:find('{', 1, true), 'the ready message: ' .. told)
   -- `?` shows the keys.

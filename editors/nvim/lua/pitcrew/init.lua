@@ -35,7 +35,16 @@ function M.setup(opts)
         if not client or client.name ~= 'pitcrew' or type(value) ~= 'table' then
           return
         end
-        local text = value.title or ''
+        -- Only `begin` carries the title: keep it for the reports that follow.
+        local token = tostring(data.params.token)
+        M._titles = M._titles or {}
+        if value.title then
+          M._titles[token] = value.title
+        end
+        local text = M._titles[token] or ''
+        if value.kind == 'end' then
+          M._titles[token] = nil
+        end
         if not text:find('^pitcrew') then
           text = 'pitcrew: ' .. text
         end
@@ -46,7 +55,14 @@ function M.setup(opts)
           text = text .. ' (done)'
         end
         M.last_progress = text
-        vim.api.nvim_echo({ { text } }, false, {})
+        -- While the team waits on a question, its notification stays in view.
+        for _, root in ipairs(plans.roots()) do
+          if plans.has_question(root) then
+            return
+          end
+        end
+        -- One line that fits: a longer one would stop at a hit-enter prompt.
+        vim.api.nvim_echo({ { plans.fit(text) } }, false, {})
       end,
       desc = "pitcrew: show the agents' progress",
     })

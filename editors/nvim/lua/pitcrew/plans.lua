@@ -20,7 +20,8 @@ local function changed(root)
   end
 end
 
--- The questions already told, by escalation id: each is told once.
+-- The questions already told, by plan and escalation id (ids count within a plan): each is
+-- told once.
 local told = {}
 
 local function question_of(plan)
@@ -30,62 +31,87 @@ local function question_of(plan)
   end
 end
 
--- A new question of the team: a notification that points at the answer (no prompt: it would
--- take the keys the user is typing).
-local function tell(plan)
-  local question = question_of(plan)
-  if not question or told[question.escalationId] then
-    return
-  end
-  told[question.escalationId] = true
-  vim.schedule(function()
-    vim.notify(
-      string.format(
-        'pitcrew asks (plan %s): %s\nAnswer with :PitcrewAnswer %s, or A in :PitcrewPlanView.',
-        plan.planId,
-        question.text or '',
-        plan.planId
-      ),
-      vim.log.levels.WARN
-    )
-  end)
-end
-
 local function first_line(text)
   return (tostring(text or ''):match('^[^\n]*'))
 end
 
--- A plan that just ended, seen live: what it came to and the command that acts on it.
+--- `text` on one line that fits the message area: a longer message would stop Neovim at a
+--- hit-enter prompt, which takes the next key the user types.
+function M.fit(text)
+  text = first_line(text)
+  local room = math.max((vim.v.echospace or 80) - 1, 20)
+  if vim.fn.strdisplaywidth(text) > room then
+    text = vim.fn.strcharpart(text, 0, room - 1) .. '…'
+  end
+  return text
+end
+
+local function say(text, level)
+  vim.schedule(function()
+    vim.notify(M.fit(text), level)
+  end)
+end
+
+-- A new question of the team: a notification that points at the answer (no prompt: it would
+-- take the keys the user is typing). The whole question is in the plan view.
+local function tell(plan)
+  local question = question_of(plan)
+  if not question then
+    return
+  end
+  local key = plan.planId .. '/' .. question.escalationId
+  if told[key] then
+    return
+  end
+  told[key] = true
+  say(
+    -- The command first: a long question is cut at the end of the line.
+    string.format('pitcrew asks (:PitcrewAnswer %s): %s', plan.planId, first_line(question.text)),
+    vim.log.levels.WARN
+  )
+end
+
+local function is_review(plan)
+  local tasks = plan.tasks or {}
+  if #tasks == 0 then
+    return false
+  end
+  for _, task in ipairs(tasks) do
+    if task.kind ~= 'review' then
+      return false
+    end
+  end
+  return true
+end
+
+-- A plan that just ended, seen live (no longer at work: its final status and the end of its
+-- run can come in separate snapshots): what it came to and the command that acts on it.
 local function tell_ending(previous, plan)
-  if not previous or previous.status == plan.status or M.is_unfinished(plan) or question_of(plan) then
+  if not previous or not M.is_unfinished(previous) or M.is_unfinished(plan) or question_of(plan) then
     return
   end
   local goal = first_line(plan.goal)
-  local outcome = plan.outcome ~= vim.NIL and plan.outcome or nil
-  local message, level
-  if plan.status == 'ready' then
-    message = string.format(
-      'pitcrew: "%s" is ready%s. Apply it with :PitcrewApply %s (or a in :PitcrewPlanView); see it with :PitcrewPlanView.',
-      goal,
-      outcome and (' (' .. outcome .. ')') or '',
-      plan.planId
-    )
-    level = vim.log.levels.INFO
+  if plan.status == 'ready' and is_review(plan) then
+    say(string.format('pitcrew: reviewed "%s"; the findings are diagnostics', goal), vim.log.levels.INFO)
+  elseif plan.status == 'ready' then
+    say(string.format('pitcrew: ready: :PitcrewApply %s ("%s")', plan.planId, goal), vim.log.levels.INFO)
   elseif plan.status == 'failed' or plan.status == 'escalated' then
-    message = string.format(
-      'pitcrew: "%s" %s%s. :PitcrewRetry %s runs it again.',
-      goal,
-      plan.status,
-      outcome and (': ' .. outcome) or '',
-      plan.planId
+    local outcome = plan.outcome ~= vim.NIL and plan.outcome or ''
+    say(
+      string.format('pitcrew: %s: :PitcrewRetry %s ("%s": %s)', plan.status, plan.planId, goal, first_line(outcome)),
+      vim.log.levels.WARN
     )
-    level = vim.log.levels.WARN
-  else
-    return
   end
-  vim.schedule(function()
-    vim.notify(message, level)
-  end)
+end
+
+--- Whether any plan of `root` waits on a question.
+function M.has_question(root)
+  for _, plan in pairs(by_root[root] or {}) do
+    if question_of(plan) then
+      return true
+    end
+  end
+  return false
 end
 
 --- Records a plan snapshot (as `pitcrew/plan` returns it).

@@ -261,7 +261,13 @@ pub fn code_actions(state: &GlobalState, params: CodeActionParams) -> Vec<CodeAc
     }
 
     // The team's open questions, answerable from any file: no prompt takes the keyboard.
-    for (plan_id, escalation) in open_questions(&team) {
+    // Clients with pitcrew's plugin answer from its own commands (no lightbulb everywhere).
+    let questions = if super::bridge::has_plugin(state) {
+        Vec::new()
+    } else {
+        open_questions(&team)
+    };
+    for (plan_id, escalation) in questions {
         for choice in &escalation.choices {
             offered.push(Offer::new(
                 // Which question each answer belongs to: several may be open at once.

@@ -314,8 +314,14 @@ async fn apply(
             }
         }
         .await;
-        if !moved_on || attempt == MAX_ATTEMPTS {
+        if !moved_on {
             return Err(reason);
+        }
+        if attempt == MAX_ATTEMPTS {
+            return Err(format!(
+                "The editor refused the edit {MAX_ATTEMPTS} times because the files kept \
+                 changing as it arrived: nothing was changed. Apply again when you pause."
+            ));
         }
         tracing::info!("the edit was refused ({reason}) after the user typed; computing it again");
     }

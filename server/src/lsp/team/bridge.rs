@@ -256,10 +256,17 @@ impl Bridge {
             return;
         };
         // A plan that ended without a result to apply (aborted, failed, cancelled) leaves no
-        // findings on the user's code: there is nothing they could act on any more. A retry
-        // reviews again and places its own.
-        if !matches!(status, PlanStatus::Ready | PlanStatus::Applied) && plan.escalation.is_none() {
-            let touched = self.state.findings().remove_plan(plan_id);
+        // findings on the user's code: there is nothing they could act on any more (tasks
+        // whose result can still be applied alone keep theirs). A retry reviews again and
+        // places its own.
+        let ended_without: Vec<String> = plan
+            .tasks
+            .iter()
+            .filter(|t| !placement::findings_stand(&plan, &t.id, false))
+            .map(|t| t.id.clone())
+            .collect();
+        if !ended_without.is_empty() {
+            let touched = self.state.findings().remove_tasks(plan_id, &ended_without);
             for uri in touched {
                 self.state.team.republish(uri);
             }
@@ -270,6 +277,16 @@ impl Bridge {
         let goal = first_line(&plan.goal).to_owned();
         let title = super::actions::result_title(&plan);
         let (kind, message) = match status {
+            PlanStatus::Ready if plan.is_review() => {
+                let findings: usize = plan.tasks.iter().map(|t| t.findings.len()).sum();
+                (
+                    MessageType::INFO,
+                    format!(
+                        "pitcrew: reviewed \"{goal}\": {findings} finding{}, shown as diagnostics.",
+                        if findings == 1 { "" } else { "s" }
+                    ),
+                )
+            }
             PlanStatus::Ready => (
                 MessageType::INFO,
                 format!(

@@ -51,7 +51,12 @@ pub fn execute(
     let team = state.team.get().map_err(failed)?;
     if matches!(
         command,
-        commands::DELEGATE | commands::REVIEW | commands::PLAN | commands::RETRY
+        commands::DELEGATE
+            | commands::REVIEW
+            | commands::PLAN
+            | commands::RETRY
+            | commands::ANSWER
+            | commands::SEND_BACK
     ) && let Some(blocker) = state.config_state().blocker()
     {
         return Err(failed(format!("pitcrew: {blocker}")));

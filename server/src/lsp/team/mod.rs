@@ -295,7 +295,29 @@ async fn configure_once(state: Arc<GlobalState>, client: Client) {
     };
     if let Some(team) = existing {
         match Models::from_config(&config) {
-            Ok(models) => team.service.reconfigure(config, Arc::new(models)),
+            Ok(models) => {
+                team.service.reconfigure(config, Arc::new(models));
+                // Plans left interrupted while the configuration could not load resume now.
+                let resume = {
+                    let mut config_state = state.config_state();
+                    let resume = config_state.deferred_resume && config_state.blocker().is_none();
+                    if resume {
+                        config_state.deferred_resume = false;
+                    }
+                    resume
+                };
+                if resume {
+                    for plan in team.service.plans() {
+                        if !plan.status.is_terminal()
+                            && !plan.base.is_empty()
+                            && !team.service.is_running(&plan.id)
+                            && let Ok(()) = team.service.start(plan.clone())
+                        {
+                            tracing::info!("resumed plan {}", plan.id);
+                        }
+                    }
+                }
+            }
             Err(err) => {
                 client
                     .show_message(
@@ -382,9 +404,11 @@ async fn configure_once(state: Arc<GlobalState>, client: Client) {
 
     // Place the findings of earlier plans, then resume the unfinished ones.
     for plan in &plans {
-        if !plan.base.is_empty() && plan.status != crate::team::PlanStatus::Cancelled {
+        if !plan.base.is_empty() {
             for task in &plan.tasks {
-                if !task.findings.is_empty() {
+                // Interrupted plans resume below: they count as at work.
+                let at_work = !plan.status.is_terminal();
+                if !task.findings.is_empty() && placement::findings_stand(plan, &task.id, at_work) {
                     let commit = if matches!(task.kind, crate::team::plan::TaskKind::Review { .. })
                     {
                         Some(plan.base.clone())
@@ -416,6 +440,17 @@ async fn configure_once(state: Arc<GlobalState>, client: Client) {
             }
         }
         if !plan.status.is_terminal() && !plan.base.is_empty() {
+            // Not on defaults the user did not choose: it resumes once the configuration loads.
+            let blocked = {
+                let mut config_state = state.config_state();
+                let blocker = config_state.blocker();
+                config_state.deferred_resume |= blocker.is_some();
+                blocker
+            };
+            if let Some(blocker) = blocked {
+                tracing::info!("not resuming plan {} yet: {blocker}", plan.id);
+                continue;
+            }
             match team.service.start(plan.clone()) {
                 Ok(()) => tracing::info!("resumed plan {}", plan.id),
                 Err(err) => tracing::info!("not resuming plan {}: {err}", plan.id),

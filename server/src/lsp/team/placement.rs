@@ -116,11 +116,12 @@ pub async fn place(
                 t.anchor = Some(line_anchor(doc.text(), t.line, t.end_line));
             }
         }
-        // A plan discarded while its findings were being placed keeps none.
+        // A plan discarded (or ended without this task's result) while its findings were
+        // being placed keeps none.
         let gone = team
             .service
             .plan(plan)
-            .is_none_or(|p| p.status == crate::team::PlanStatus::Cancelled);
+            .is_none_or(|p| !findings_stand(&p, task, team.service.is_running(&p.id)));
         if gone {
             return;
         }
@@ -241,5 +242,27 @@ async fn read_sides(
     read.unwrap_or_else(|err| {
         tracing::warn!("cannot read the files findings refer to: {err}");
         HashMap::new()
+    })
+}
+
+/// Whether the findings of `task` belong on the user's code: while its plan is at work or
+/// waiting on a question, and after it only if the task's result can still be applied (or
+/// was). A plan that ended without a result (aborted, failed, discarded) leaves none; a
+/// failed plan's tasks that did reach a result keep theirs, since each can be applied alone.
+pub fn findings_stand(plan: &crate::team::plan::Plan, task: &str, running: bool) -> bool {
+    use crate::team::PlanStatus;
+    use crate::team::plan::TaskStatus;
+    if plan.status == PlanStatus::Cancelled {
+        return false;
+    }
+    if running || plan.escalation.is_some() {
+        return true;
+    }
+    if matches!(plan.status, PlanStatus::Ready | PlanStatus::Applied) {
+        return true;
+    }
+    plan.task(task).is_some_and(|t| {
+        matches!(t.status, TaskStatus::Ready | TaskStatus::Applied)
+            || matches!(t.kind, crate::team::plan::TaskKind::Review { .. })
     })
 }
