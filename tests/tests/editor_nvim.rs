@@ -242,6 +242,9 @@ fn escalation(nvim: &Path) {
             {"path": FILE, "line": 5, "severity": "error", "message": "wrong approach"}
         ]}}]),
     );
+    // A second delegation, rejected the same way.
+    let again = responses.clone();
+    responses.extend(again);
     let scenario = TeamScenario::new(&[(FILE, ORIGINAL)], responses, "", "");
     run_script(
         nvim,
@@ -249,8 +252,9 @@ fn escalation(nvim: &Path) {
         "escalation.lua",
         &[("DIFF_LINE", "+    a + b"), ("ANSWER", "Abort")],
     );
-    let plan = scenario.plan();
-    assert_ne!(plan["status"], "ready", "aborted: {plan:#}");
+    for plan in scenario.plans() {
+        assert_ne!(plan["status"], "ready", "{plan:#}");
+    }
 }
 
 /// `setup()` and `vim.g.pitcrew`: options taken, bad ones refused by name.

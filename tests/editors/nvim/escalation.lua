@@ -1,7 +1,8 @@
 -- The team's question in a real Neovim: it never takes the keyboard (no showMessageRequest,
 -- whose input list would swallow what the user types, even with a UI attached); the user
 -- types on while it arrives and loses nothing; a notification names :PitcrewAnswer; the
--- question shows in the plan view, `d` opens the rejected result's diff, and `A` answers it.
+-- question shows in the plan view, `d` opens the rejected result's diff, and `A` answers it;
+-- a second plan's question is told too.
 -- Run by tests/tests/editor_nvim.rs; see harness.lua.
 
 local H = dofile(vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':h') .. '/harness.lua')
@@ -93,6 +94,22 @@ local function test()
     return not find_line(lines, '(A to answer)') and (find_line(lines, 'failed') or find_line(lines, 'escalated'))
   end)
   log('after the answer: ' .. ended)
+
+  -- A second plan asks too (its question has the same id within its plan): told as well.
+  vim.cmd('wincmd p')
+  vim.cmd('PitcrewDelegate ' .. env('PITCREW_TEST_INSTRUCTION'))
+  local function asked()
+    local plans = {}
+    for _, message in ipairs(H.messages) do
+      local id = message:match('pitcrew asks %(:PitcrewAnswer (%S+)%)')
+      if id then
+        plans[id] = true
+      end
+    end
+    return vim.tbl_count(plans) >= 2 and plans
+  end
+  local both = wait_for("the second plan's question", asked)
+  log('questions told for plans: ' .. table.concat(vim.tbl_keys(both), ', '))
 end
 
 H.run(test)
