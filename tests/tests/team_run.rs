@@ -1227,3 +1227,25 @@ fn a_debugger_that_twice_gives_nothing_to_do_ends_its_attempt_and_the_plan_asks(
         .count();
     assert_eq!(debugger_calls, 2, "asked once more, then stopped");
 }
+
+#[test]
+fn two_unusable_answers_in_one_turn_are_one_mistake_and_the_next_turn_can_fix_it() {
+    // The planner submits two empty plans in one turn: it sees both refusals only after the
+    // turn, so that counts once; its next turn's valid plan runs.
+    let empty = json!({"name": "submit_plan", "arguments": {"tasks": []}});
+    let scenario = TeamScenario::new(
+        &[("check.sh", "#!/bin/sh\nexit 0\n")],
+        vec![
+            calls("planner", None, json!([empty.clone(), empty])),
+            plan(json!([spec("a", "Write a.txt", &[])])),
+            write("a", "a.txt", "alpha\n"),
+            finish("a", "a"),
+            approve("a"),
+        ],
+        "",
+        "test = \"sh check.sh\"",
+    );
+    let outcome = scenario.run("Write a", &["--yes"]);
+    assert_eq!(outcome.code, Some(0), "{}", outcome.all());
+    assert_eq!(scenario.repo.read("a.txt"), "alpha\n");
+}

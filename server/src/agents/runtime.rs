@@ -428,6 +428,7 @@ async fn run_calls(
     let result_bytes = usize::try_from(room / 4 * 3)
         .unwrap_or(usize::MAX)
         .max(2_000);
+    tools.begin_turn();
     let mut index = 0;
     while index < calls.len() {
         let reads: Vec<_> = calls[index..]

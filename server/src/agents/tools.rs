@@ -86,6 +86,9 @@ pub struct RoleTools {
     /// Terminal answers (a plan, a review, a diagnosis, a summary) refused as unusable so far:
     /// the second ends the attempt instead of asking again until the turns run out.
     unusable_answers: u32,
+    /// Whether this turn already counted an unusable answer: the model sees the refusal only
+    /// after the turn, so two in one turn are one mistake.
+    counted_this_turn: bool,
     /// Checks the model ran, most recent last.
     pub check_runs: Vec<CheckRun>,
     /// The files this agent wrote or edited, for a summary that must not forget them.
@@ -112,6 +115,7 @@ impl RoleTools {
             cancel,
             max_tasks,
             unusable_answers: 0,
+            counted_this_turn: false,
             check_runs: Vec::new(),
             changed: Default::default(),
         }
@@ -258,6 +262,11 @@ impl RoleTools {
         Ok(summary)
     }
 
+    /// A new turn of the model's calls begins.
+    pub fn begin_turn(&mut self) {
+        self.counted_this_turn = false;
+    }
+
     /// A terminal tool's call: done, or refused with what to fix. An answer that validates
     /// as JSON but cannot be acted on (an empty list of fix tasks, an invalid plan) is refused
     /// once; the second such answer aborts the attempt with the reason, so the orchestrator
@@ -268,7 +277,10 @@ impl RoleTools {
                 message,
                 refused: false,
             } => {
-                self.unusable_answers += 1;
+                if !self.counted_this_turn {
+                    self.unusable_answers += 1;
+                    self.counted_this_turn = true;
+                }
                 if self.unusable_answers >= 2 {
                     let what = match name {
                         "submit_plan" => "an invalid plan".to_owned(),
