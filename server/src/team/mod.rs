@@ -7,13 +7,15 @@ pub mod events;
 pub mod housekeeping;
 pub mod orchestrator;
 pub mod plan;
+pub mod registry;
 pub mod service;
 pub mod store;
 
 pub use events::Event;
 pub use orchestrator::{Command, TeamContext};
 pub use plan::{Plan, PlanStatus, Task, TaskStatus};
-pub use service::{PlanRegistry, TeamService};
+pub use registry::PlanRegistry;
+pub use service::TeamService;
 pub use store::Store;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -31,7 +31,7 @@ use super::plan::{
     CheckResult, Choice, Escalation, Finding, FindingSource, Plan, PlanStatus, Restart, Spend,
     Task, TaskKind, TaskSpec, TaskStatus, Verdict,
 };
-use super::service::PlanRegistry;
+use super::registry::PlanRegistry;
 use super::store::{JournalEntry, Store};
 use crate::agents::checks::{self, CheckRun};
 use crate::agents::roles::{self, Handoff};
