@@ -214,6 +214,24 @@ impl TeamService {
     }
 
     /// Finds a task by `<plan>/<task>` or by a task id unique among plans.
+    /// A plan and, optionally, one of its tasks: by task reference (`<plan>/<task>`, or a
+    /// task id unique among plans) when given, else by plan id. What every face's
+    /// `{planId}` / `{taskId}` arguments name.
+    pub fn resolve(
+        &self,
+        plan: Option<&str>,
+        task: Option<&str>,
+    ) -> Result<(Plan, Option<Task>), String> {
+        match (task, plan) {
+            (Some(task), _) => self.find_task(task).map(|(p, t)| (p, Some(t))),
+            (None, Some(plan)) => self
+                .plan(plan)
+                .map(|p| (p, None))
+                .ok_or_else(|| format!("no plan {plan}")),
+            (None, None) => Err("give a taskId or a planId".into()),
+        }
+    }
+
     pub fn find_task(&self, reference: &str) -> Result<(Plan, Task), String> {
         let (plan_id, task_id) = parse_task_ref(reference);
         let candidates: Vec<(Plan, Task)> = self

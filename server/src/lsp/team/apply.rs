@@ -78,7 +78,9 @@ impl Target {
 
 /// Checks that the target can be applied, and what it is (no I/O).
 pub fn target(team: &Team, args: &TargetArgs) -> Result<Target, String> {
-    let (plan, task) = super::commands::target_of(team, args)?;
+    let (plan, task) = team
+        .service
+        .resolve(args.plan_id.as_deref(), args.task_id.as_deref())?;
     // A ready plan's orchestrator may still be tidying its worktrees: the result is final, and
     // what the user does to it now is not undone by that (see `PlanRegistry::save_over`).
     if team.service.is_running(&plan.id) && plan.status != PlanStatus::Ready {

@@ -553,19 +553,9 @@ fn open_buffers(state: &GlobalState, team: &Team) -> Vec<Buffer> {
 }
 
 /// A plan and, optionally, one of its tasks, from `{taskId}` or `{planId}`.
-pub fn target_of(
-    team: &Team,
-    args: &TargetArgs,
-) -> std::result::Result<(Plan, Option<Task>), String> {
-    match (&args.task_id, &args.plan_id) {
-        (Some(task), _) => team.service.find_task(task).map(|(p, t)| (p, Some(t))),
-        (None, Some(plan)) => team
-            .service
-            .plan(plan)
-            .map(|p| (p, None))
-            .ok_or_else(|| format!("no plan {plan}")),
-        (None, None) => Err("give a taskId or a planId".into()),
-    }
+fn target_of(team: &Team, args: &TargetArgs) -> std::result::Result<(Plan, Option<Task>), String> {
+    team.service
+        .resolve(args.plan_id.as_deref(), args.task_id.as_deref())
 }
 
 fn discard(state: &Arc<GlobalState>, team: &Arc<Team>, args: TargetArgs) -> Result<Value> {
