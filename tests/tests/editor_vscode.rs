@@ -273,6 +273,9 @@ fn implement_add() -> Vec<Value> {
 struct VsCode {
     /// Held for its Drop, which stops code-server and what it started.
     _code_server: Group,
+    /// One code-server (and its Chromium) at a time: two at once on the CI's two cores slow
+    /// each other past the driver's step timeouts.
+    _turn: std::sync::MutexGuard<'static, ()>,
     dir: tempfile::TempDir,
     home: PathBuf,
     user_data: PathBuf,
@@ -283,6 +286,10 @@ impl VsCode {
     /// `trusted`: start with workspace trust off (every folder trusted), as the main scenario
     /// does; else VS Code asks whether to trust the folder, as it does a new user.
     fn start(host: &Host, workspace: &Path, trusted: bool) -> Self {
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let vscode = tempfile::tempdir().expect("temp dir");
         let home = vscode.path().join("home");
         let user_data = vscode.path().join("user-data");
@@ -365,6 +372,7 @@ impl VsCode {
 
         Self {
             _code_server: code_server,
+            _turn: turn,
             dir: vscode,
             home,
             user_data,

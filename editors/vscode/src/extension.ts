@@ -269,10 +269,13 @@ class Controller implements vscode.Disposable {
       return;
     }
     if (!inRepository(this.folder.uri.fsPath)) {
-      // Activated at startup in any window: a folder outside git has nothing for the team.
+      // Activated at startup in any window: a folder outside git has nothing for the team,
+      // and no status bar item either (pitcrew: Restart starts it after `git init`).
       this.log.info(`${this.folder.uri.fsPath} is not in a git repository and has no pitcrew.toml: pitcrew is idle`);
+      this.status.hide();
       return;
     }
+    this.status.show();
     const settings = vscode.workspace.getConfiguration('pitcrew', this.folder);
     const server = resolveServer({
       envPath: process.env.PITCREW_SERVER_PATH,
