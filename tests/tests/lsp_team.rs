@@ -39,6 +39,19 @@ fn implement_add(task: &str) -> Vec<Value> {
     ]
 }
 
+/// As `implement_add`, but the reviewer rejects the result: the team asks the user.
+fn implement_add_rejected() -> Vec<Value> {
+    let mut responses = implement_add("delegated");
+    responses[3] = calls(
+        "reviewer",
+        Some("delegated"),
+        json!([{"name": "submit_review", "arguments": {"verdict": "reject", "findings": [
+            {"path": "src/lib.rs", "line": 3, "severity": "error", "message": "wrong approach"}
+        ]}}]),
+    );
+    responses
+}
+
 fn scenario(responses: Vec<Value>) -> TeamScenario {
     TeamScenario::new(&[("src/lib.rs", ORIGINAL)], responses, "", "")
 }
@@ -720,15 +733,7 @@ fn show_plan_names_the_file_when_the_editor_cannot_open_documents() {
 
 #[test]
 fn a_client_that_asks_for_prompts_gets_the_question_as_one_and_the_answer_drives_the_team() {
-    let mut responses = implement_add("delegated");
-    responses[3] = calls(
-        "reviewer",
-        Some("delegated"),
-        json!([{"name": "submit_review", "arguments": {"verdict": "reject", "findings": [
-            {"path": "src/lib.rs", "line": 3, "severity": "error", "message": "wrong approach"}
-        ]}}]),
-    );
-    let scenario = scenario(responses);
+    let scenario = scenario(implement_add_rejected());
     // A client that asks for questions as prompts.
     let mut server = scenario
         .lsp()
@@ -758,15 +763,7 @@ fn a_client_that_asks_for_prompts_gets_the_question_as_one_and_the_answer_drives
 
 #[test]
 fn a_question_never_takes_the_keyboard_it_is_told_and_answered_by_a_code_action() {
-    let mut responses = implement_add("delegated");
-    responses[3] = calls(
-        "reviewer",
-        Some("delegated"),
-        json!([{"name": "submit_review", "arguments": {"verdict": "reject", "findings": [
-            {"path": "src/lib.rs", "line": 3, "severity": "error", "message": "wrong approach"}
-        ]}}]),
-    );
-    let scenario = scenario(responses);
+    let scenario = scenario(implement_add_rejected());
     let mut server = start(&scenario);
     let uri = server.uri("src/lib.rs");
     let (plan, _) = delegate_from_comment(&mut server, &uri);
@@ -1193,15 +1190,7 @@ fn a_plan_interrupted_by_a_crash_resumes_once_in_the_next_server_even_when_setti
 
 #[test]
 fn a_client_with_pitcrews_plugin_gets_no_messages_its_plugin_shows_itself() {
-    let mut responses = implement_add("delegated");
-    responses[3] = calls(
-        "reviewer",
-        Some("delegated"),
-        json!([{"name": "submit_review", "arguments": {"verdict": "reject", "findings": [
-            {"path": "src/lib.rs", "line": 3, "severity": "error", "message": "wrong approach"}
-        ]}}]),
-    );
-    let scenario = scenario(responses);
+    let scenario = scenario(implement_add_rejected());
     let mut server = scenario
         .lsp()
         .capabilities(json!({"experimental": {"pitcrew": {"plugin": true}}}))

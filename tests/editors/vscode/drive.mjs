@@ -17,13 +17,8 @@ import { createRequire } from 'node:module';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) {
-    throw new Error(`${name} is not set`);
-  }
-  return value;
-};
+import { env, gestures } from './ui.mjs';
+
 
 const url = env('VSCODE_URL');
 const workspace = env('WORKSPACE');
@@ -92,29 +87,7 @@ async function waitForText(locatorText, predicate, what) {
   throw new Error(`${what}; last seen:\n${last}`);
 }
 
-/** Runs a command from the palette by its title, as a user types it. */
-async function runCommand(title) {
-  await page.keyboard.press('F1');
-  const input = page.locator('.quick-input-widget input');
-  await input.waitFor({ state: 'visible' });
-  await input.fill(`>${title}`);
-  await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor();
-  await page.keyboard.press('Enter');
-}
-
-/** Chooses an item of the open context menu (which can ignore a click as it opens). */
-async function chooseFromMenu(name) {
-  const item = page.getByRole('menuitem', { name, exact: true });
-  await item.waitFor();
-  const deadline = Date.now() + 10_000;
-  while (await item.isVisible()) {
-    if (Date.now() > deadline) {
-      throw new Error(`the context menu ignored clicks on ${name}`);
-    }
-    await item.click().catch(() => {});
-    await item.waitFor({ state: 'hidden', timeout: 1000 }).catch(() => {});
-  }
-}
+const { runCommand, chooseFromMenu } = gestures(page);
 
 try {
   await page.goto(`${url}/?folder=${encodeURIComponent(workspace)}`);

@@ -10,13 +10,8 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) {
-    throw new Error(`${name} is not set`);
-  }
-  return value;
-};
+import { env, gestures } from './ui.mjs';
+
 const url = env('VSCODE_URL');
 const workspace = env('WORKSPACE');
 const artifacts = env('ARTIFACTS');
@@ -34,27 +29,7 @@ const browser = await chromium.launch({
 const page = await browser.newPage({ viewport: { width: 1360, height: 820 } });
 page.setDefaultTimeout(20_000);
 
-async function runCommand(title) {
-  await page.keyboard.press('F1');
-  const input = page.locator('.quick-input-widget input');
-  await input.waitFor({ state: 'visible' });
-  await input.fill(`>${title}`);
-  await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor();
-  await page.keyboard.press('Enter');
-}
-
-async function chooseFromMenu(name) {
-  const item = page.getByRole('menuitem', { name, exact: true });
-  await item.waitFor();
-  const deadline = Date.now() + 10_000;
-  while (await item.isVisible()) {
-    if (Date.now() > deadline) {
-      throw new Error(`the context menu ignored clicks on ${name}`);
-    }
-    await item.click().catch(() => {});
-    await item.waitFor({ state: 'hidden', timeout: 1000 }).catch(() => {});
-  }
-}
+const { runCommand, chooseFromMenu } = gestures(page);
 
 try {
   await page.goto(`${url}/?folder=${encodeURIComponent(workspace)}`);
